@@ -1,0 +1,234 @@
+"""The ``unit-trainer`` command line: every step of the workflow, scriptable over SSH.
+
+Importing this module is cheap (no Textual, no torch): sub-commands import what they
+need when they run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _fmt_setting(setting: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:g}" for k, v in setting.items())
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_new(args) -> int:
+    from .project import Project
+    from .rig import template_text
+
+    if args.rig:
+        rig_path = Path(args.rig).expanduser()
+        try:
+            text = rig_path.read_text("utf-8")
+        except OSError as exc:
+            raise CliError(f"--rig {rig_path}: cannot read it ({exc.strerror}).") from None
+        except UnicodeDecodeError:
+            raise CliError(f"--rig {rig_path}: not a UTF-8 text file.") from None
+        source = str(rig_path)
+    else:
+        text, source = template_text(args.template), f"template {args.template}"
+    project = Project.create(Path(args.dir), text, source=source, input_wav=args.input)
+    plan = project.plan()
+    print(f"Created {project.root}")
+    print(f"  rig: {project.rig_path.name}  test signal: {project.input_path.name}"
+          f" ({'copied from ' + str(args.input) if args.input else 'generated'})")
+    for msg in project.messages:
+        print(f"  {msg}")
+    for block in project.rig.blocks:
+        caps = plan.for_block(block.id)
+        n_sweep = sum(1 for c in caps if c.kind == "sweep")
+        print(f"  {block.id}: {len(caps)} captures ({n_sweep} sweeps, {len(caps) - n_sweep} chaos)")
+    print(f"Next: `unit-trainer tui {project.root}` shows the checklist.")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .plan import plan_json
+    from .project import Project
+
+    project = Project.open(args.dir)
+    plan = project.plan()
+    if args.json:
+        print(json.dumps({"project": str(project.root), "captures": plan_json(plan), "notices": plan.notices}, indent=1))
+        return 0
+    for block in project.rig.blocks:
+        caps = plan.for_block(block.id)
+        print(f"{block.id} ({block.topology}): {len(caps)} captures")
+        for c in caps:
+            print(f"  {c.kind:<5}  {c.label:<14}  {c.relpath}")
+            print(f"         {_fmt_setting(c.setting)}")
+    for notice in plan.notices:
+        print(f"note: {notice}")
+    print(f"{len(plan.captures)} captures in all.")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .checks import Status
+    from .project import Project
+
+    project = Project.open(args.dir)
+    status = project.scan()
+    if args.json:
+        print(json.dumps(status.to_json(), indent=1))
+        return 0
+    left = status.count(Status.MISSING) + status.count(Status.INVALID)
+    print(f"{status.ready}/{status.total} ready — about {left * project.minutes_per_capture():.0f} min of bouncing left")
+    print("  " + "  ".join(f"{st.value}: {status.count(st)}" for st in Status if st != Status.EXTRA)
+          + f"  extra: {len(status.extras)}")
+    for s in status.states:
+        if args.all or s.status != Status.READY:
+            if s.status == Status.MISSING and not args.all:
+                continue
+            print(f"  {s.status.value:<8} {s.relpath}: {s.reason}")
+            for extra in (s.result.problems[1:] + s.result.notes) if args.all or s.status != Status.READY else []:
+                print(f"           {extra}")
+    missing = [s for s in status.states if s.status == Status.MISSING]
+    if missing and not args.all:
+        print(f"  missing  {len(missing)} captures, next: {missing[0].relpath}")
+    for s in status.extras:
+        print(f"  extra    {s.relpath}: {s.reason}")
+    for notice in status.notices:
+        print(f"note: {notice}")
+    return 0
+
+
+def cmd_add_chaos(args) -> int:
+    from .project import Project
+
+    project = Project.open(args.dir)
+    added = project.add_chaos(args.block, args.count)
+    print(f"Added {len(added)} chaos presets to {args.block}: {added[0].filename} … {added[-1].filename}")
+    return 0
+
+
+def cmd_capture(args) -> int:
+    from .capture import capture_missing
+    from .project import Project
+
+    project = Project.open(args.dir)
+
+    def progress(i: int, n: int, outcome) -> None:
+        print(f"[{i:>3}/{n}] {outcome.capture.filename}: {outcome.message} ({outcome.seconds:.1f} s)", flush=True)
+
+    outcomes = capture_missing(project, args.command, block_id=args.block, limit=args.limit,
+                               timeout_s=args.timeout, on_progress=progress)
+    ok = sum(o.ok for o in outcomes)
+    print(f"{ok}/{len(outcomes)} captures rendered and ready." if outcomes else "Nothing to capture: no capture is missing.")
+    return 0 if ok == len(outcomes) else 1
+
+
+def cmd_tui(args) -> int:
+    from .app import run_app
+
+    project_dir = Path(args.dir).expanduser() if getattr(args, "dir", None) else None
+    if project_dir is not None:
+        from .project import Project
+
+        Project.open(project_dir)  # a clear error before the screen opens
+    run_app(project_dir)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import make_demo
+
+    root = make_demo(Path(args.dir).expanduser(), log=print)
+    if args.no_tui:
+        return 0
+    from .app import run_app
+
+    run_app(root)
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="unit-trainer",
+        description="Capture a guitar rig knob by knob, fit a grey-box twin, export plain DSP code.",
+    )
+    sub = p.add_subparsers(dest="command_name", metavar="COMMAND")
+
+    s = sub.add_parser("new", help="create a project folder with its capture folders")
+    s.add_argument("dir", help="the new project folder (must not exist, or be empty)")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--template", choices=["unit1"], help="a built-in rig")
+    g.add_argument("--rig", help="a rig TOML file")
+    s.add_argument("--input", help="the test signal to copy in (e.g. the NAM trainer's input.wav); generated when left out")
+    s.set_defaults(func=cmd_new)
+
+    s = sub.add_parser("plan", help="list every capture with its full knob setting")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("status", help="which captures are ready, missing or invalid, and why")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--all", action="store_true", help="list ready captures too")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("add-chaos", help="append chaos presets to a block (existing ones never change)")
+    s.add_argument("dir")
+    s.add_argument("--block", required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.set_defaults(func=cmd_add_chaos)
+
+    s = sub.add_parser("capture", help="render every missing capture with a command (sox, lv2file, a script...)")
+    s.add_argument("dir")
+    s.add_argument("--command", required=True, help="shell template; see README 'Automatic capture' for placeholders")
+    s.add_argument("--block", help="only this block")
+    s.add_argument("--limit", type=int, help="at most this many captures")
+    s.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per capture (default 600)")
+    s.set_defaults(func=cmd_capture)
+
+    s = sub.add_parser("tui", help="open the checklist of a project")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_tui)
+
+    s = sub.add_parser("demo", help="make a demo project rendered by a built-in virtual rig and open it")
+    s.add_argument("dir", nargs="?", default="unit-trainer-demo")
+    s.add_argument("--no-tui", action="store_true", help="only make the project")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .capture import CaptureCommandError
+    from .plan import PlanError
+    from .project import ProjectError
+    from .rig import RigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        args.func, args.dir = cmd_tui, None
+    try:
+        return args.func(args)
+    except (CliError, ProjectError, RigError, PlanError, CaptureCommandError) as exc:
+        print(f"unit-trainer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("unit-trainer: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
