@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-DEMO_SIGNAL_SECONDS = 10.0
+DEMO_SIGNAL_SECONDS = 32.0
 DEMO_AMP_CHAOS = 12
 DEMO_LEFT_MISSING = 4
 

@@ -179,30 +179,45 @@ class Project:
             rig_text = _dumps(data)
             rig = parse_rig(rig_text, source=source)
 
-        root.mkdir(parents=True, exist_ok=True)
-        state = root / STATE_DIR
-        state.mkdir(exist_ok=True)
-        atomic_write_bytes(root / RIG_FILE, rig_text.encode("utf-8"))
-        input_path = root / rig.test_signal
         if loaded is not None:
-            tmp = input_path.with_name(f".{input_path.name}.tmp")
-            shutil.copyfile(input_wav, tmp)
-            os.replace(tmp, input_path)
             layout = analyse_input(loaded.audio, loaded.sample_rate)
+            audio = None
         else:
             kwargs = {} if signal_seconds is None else {"duration_s": signal_seconds}
-            audio, layout = generate_test_signal(rig.sample_rate, seed=seed, **kwargs)
-            write_wav_atomic(input_path, audio, rig.sample_rate, subtype="PCM_24")
-        atomic_write_bytes(state / LAYOUT_FILE, json.dumps(layout.to_dict(), indent=1).encode())
+            try:
+                audio, layout = generate_test_signal(rig.sample_rate, seed=seed, **kwargs)
+            except ValueError as exc:
+                raise ProjectError(f"cannot generate the test signal: {exc}") from None
 
+        # Everything is decided: write. rig.toml goes last, so a folder only becomes a
+        # project once complete; a failure removes the folder again if we made it.
+        made_root = not root.exists()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            state = root / STATE_DIR
+            state.mkdir(exist_ok=True)
+            input_path = root / rig.test_signal
+            if audio is None:
+                tmp = input_path.with_name(f".{input_path.name}.tmp")
+                shutil.copyfile(input_wav, tmp)
+                os.replace(tmp, input_path)
+            else:
+                write_wav_atomic(input_path, audio, rig.sample_rate, subtype="PCM_24")
+            layout_data = {**layout.to_dict(), "_input_key": list(_stat_key(input_path))}
+            atomic_write_bytes(state / LAYOUT_FILE, json.dumps(layout_data, indent=1).encode())
+            for block in rig.blocks:
+                (root / planmod.sweep_folder(rig, block)).mkdir(parents=True, exist_ok=True)
+                if block.chaos_count:
+                    (root / planmod.chaos_folder(rig, block)).mkdir(parents=True, exist_ok=True)
+                    rows = planmod.new_chaos_rows(block, 1, block.chaos_count)
+                    atomic_write_bytes(root / planmod.chaos_map_relpath(rig, block),
+                                       planmod.chaos_csv_text(block, rows).encode())
+            atomic_write_bytes(root / RIG_FILE, rig_text.encode("utf-8"))
+        except BaseException:
+            if made_root:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         project = cls(root, rig)
-        for block in rig.blocks:
-            (root / planmod.sweep_folder(rig, block)).mkdir(parents=True, exist_ok=True)
-            if block.chaos_count:
-                (root / planmod.chaos_folder(rig, block)).mkdir(parents=True, exist_ok=True)
-                rows = planmod.new_chaos_rows(block, 1, block.chaos_count)
-                atomic_write_bytes(root / planmod.chaos_map_relpath(rig, block),
-                                   planmod.chaos_csv_text(block, rows).encode())
         project.messages = messages + list(layout.notes)
         return project
 
@@ -290,7 +305,7 @@ class Project:
         key = _stat_key(self.input_path)
         try:
             data = json.loads(path.read_text())
-            if data.get("_input_key") == list(key) or data.get("_input_key") is None:
+            if data.get("_input_key") == list(key):
                 data.pop("_input_key", None)
                 return SignalLayout.from_dict(data)
         except (OSError, ValueError, KeyError, TypeError):

@@ -85,6 +85,7 @@ def amp(x: np.ndarray, fs: float, setting: dict) -> np.ndarray:
     y = _filt(y, "peak", fs, 650.0, 0.8, (_k(setting, "Mid") - 0.5) * 18)
     y = _filt(y, "highshelf", fs, 2500.0, 0.7, (_k(setting, "Treble") - 0.5) * 20)
     y = y * 10 ** ((-18 + 24 * _k(setting, "Post_Gain")) / 20)
+    y = np.tanh(1.5 * y + 0.1) / 1.5 - np.tanh(0.1) / 1.5  # phase inverter: Post_Gain drives it, Master does not
     master = _k(setting, "Master")
     drive = 10 ** ((-6 + 24 * master) / 20)
     sag = _k(setting, "Sag", 0.0)
