@@ -130,6 +130,111 @@ def cmd_capture(args) -> int:
     return 0 if ok == len(outcomes) else 1
 
 
+def cmd_train(args) -> int:
+    import signal
+    import time
+
+    from .project import Project
+    from .training import train_block
+
+    project = Project.open(args.dir)
+    blocks = [project.rig.block(args.block)] if args.block else list(project.rig.blocks)
+    stop = {"flag": False}
+
+    def on_sigint(signum, frame):  # first Ctrl-C: stop after a checkpoint; second: abort
+        if stop["flag"]:
+            raise KeyboardInterrupt
+        stop["flag"] = True
+        print("\nstopping after the next checkpoint... (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    last = {"t": 0.0}
+
+    def progress(ev) -> None:
+        now = time.monotonic()
+        if now - last["t"] < args.every and ev.step != ev.total:
+            return
+        last["t"] = now
+        parts = [f"{ev.stage:<11} {ev.step:>5}/{ev.total:<5}"]
+        if ev.loss is not None:
+            parts.append(f"loss {ev.loss:.4g}")
+        if ev.train_esr is not None:
+            parts.append(f"train ESR {ev.train_esr:.4f}")
+        if ev.holdout_esr is not None:
+            parts.append(f"held-out ESR {ev.holdout_esr:.4f}")
+        if ev.eta_s is not None:
+            parts.append(f"ETA {ev.eta_s / 60:.1f} min")
+        print("  " + "  ".join(parts), flush=True)
+
+    try:
+        minutes = None if args.minutes is None else args.minutes / len(blocks)
+        for block in blocks:
+            print(f"{block.id} ({block.topology}): training", flush=True)
+            fitted, meta = train_block(project, block.id, minutes=minutes, seed=args.seed, fresh=args.fresh,
+                                       on_progress=progress, should_stop=lambda: stop["flag"])
+            if meta["resumed"]:
+                print("  (resumed from the last checkpoint)")
+            _print_report(block.id, fitted.report())
+            print(f"  model: {fitted.status}, saved in .unit/models/{block.id}.twin.json")
+            if stop["flag"]:
+                print("stopped; `unit-trainer train` again resumes from the checkpoint.")
+                return 130
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return 0
+
+
+def _verdict_line(esr: float | None) -> str:
+    if esr is None:
+        return "n/a"
+    from dsp.losses import verdict
+
+    return f"{esr:.4f} ({verdict(esr)})"
+
+
+def _print_report(block_id: str, rep: dict | None) -> None:
+    if rep is None:
+        print(f"{block_id}: not trained yet")
+        return
+    train, hold = rep.get("train") or {}, rep.get("holdout") or {}
+    print(f"{block_id}: train ESR median {_verdict_line(train.get('median'))}")
+    if hold:
+        print(f"  held-out ESR (settings never trained on): median {_verdict_line(hold.get('median'))},"
+              f" worst {_verdict_line(hold.get('worst'))}")
+    else:
+        print("  no held-out captures: add chaos presets (add-chaos) to measure accuracy at unseen settings")
+    items = sorted(rep.get("items") or [], key=lambda it: -(it.get("esr") or 0))
+    for it in items:
+        tag = " (held out)" if it.get("holdout") else ""
+        print(f"    {it['name']:<40} {_verdict_line(it.get('esr'))}{tag}")
+
+
+def cmd_report(args) -> int:
+    from .project import Project
+    from .training import project_report
+
+    project = Project.open(args.dir)
+    rep = project_report(project)
+    if args.json:
+        print(json.dumps(rep, indent=1))
+        return 0
+    for block_id, r in rep.items():
+        _print_report(block_id, r)
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .project import Project
+    from .training import parse_settings, render_file
+
+    project = Project.open(args.dir)
+    block = project.rig.block(args.block)
+    setting = parse_settings(block, args.set or [])
+    render_file(project, block.id, setting, Path(args.input), Path(args.output))
+    print(f"Wrote {args.output}: {block.id} at {_fmt_setting(setting)}")
+    return 0
+
+
 def cmd_tui(args) -> int:
     from .app import run_app
 
@@ -196,6 +301,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="at most this many captures")
     s.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per capture (default 600)")
     s.set_defaults(func=cmd_capture)
+
+    s = sub.add_parser("train", help="fit the twin of each block (headless; progress lines)")
+    s.add_argument("dir")
+    s.add_argument("--block", help="only this block")
+    s.add_argument("--minutes", type=float, help="wall-clock budget for the whole run")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--fresh", action="store_true", help="ignore the checkpoint and start over")
+    s.add_argument("--every", type=float, default=2.0, help="seconds between progress lines (default 2)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("render", help="render a WAV through the twin at any setting, captured or not")
+    s.add_argument("dir")
+    s.add_argument("--block", required=True)
+    s.add_argument("--set", action="append", metavar="KNOB=VALUE", help="a knob's value (repeat); others at reference")
+    s.add_argument("--input", required=True)
+    s.add_argument("--output", required=True)
+    s.set_defaults(func=cmd_render)
+
+    s = sub.add_parser("report", help="per-capture and held-out ESR of the trained twins")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("tui", help="open the checklist of a project")
     s.add_argument("dir")
