@@ -1,0 +1,710 @@
+"""The staged, robust fitter behind :func:`dsp.twin.fit_block`.
+
+Stages (``STAGES``; progress events name them):
+
+``latency``      per item: given, or measured by cross-correlation (the block's
+                 latency: median over training items, whole samples, because one
+                 capture's correlation peak moves with its filters' group delay); the
+                 target is advanced by it (fractional given values: FFT phase ramp). The sign of the correlation peak (majority over
+                 items) gives the block's polarity.
+``init``         initialisation from the data, per training item: a coarse multi-start
+                 search over the topology's non-convex controls (``Topology.SEARCH``),
+                 each candidate scored after solving the output gain in closed form,
+                 on two excerpts (the loudest and a median-level one, so gain and
+                 compression are both seen); the best few are refined by Adam; the
+                 best refinement wins. Controls that no knob affects become shared
+                 (median over items).
+``per_capture``  Adam on each item's controls (batched over items, random segments of
+                 ``segment_s`` after a ``warmup_s`` the loss ignores) plus the shared
+                 controls and the topology's shared parameters.
+``curves``       regression of the knob->control map (:class:`dsp.controls.KnobControlMap`)
+                 on the per-item control values (raw domain), with its regulariser.
+``joint``        Adam on the map and the shared parameters through the audio, all items.
+``report``       exact-path render of every item (recursive filters): ESR per item,
+                 equal weight per item, held-out items separately.
+
+Determinism: one ``torch.Generator`` (seeded) draws every random choice; its state,
+the optimiser state and the step are checkpointed, so resume continues bit-for-bit.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from dsp import losses
+from dsp.controls import KnobControlMap, KnobDef
+from dsp.topologies import Topology, make_topology
+
+__all__ = ["FitConfig", "Fitter", "measure_latency", "shift_signal", "STAGES", "CHECKPOINT_VERSION"]
+
+STAGES = ("latency", "init", "per_capture", "curves", "joint", "report")
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class FitConfig:
+    """Knobs of the fitter (defaults measured on 2 CPU cores; see scratch/bench_synthetic.py)."""
+
+    oversample: int = 2             # training oversampling (render uses the same)
+    search_oversample: int = 1      # oversampling during the coarse search
+    segment_s: float = 0.5          # random training segment (loss part)
+    warmup_s: float = 0.04          # filter warm-up before each segment, not in the loss
+    max_items_per_step: int = 16    # items drawn per step (all when fewer)
+    search_candidates: int = 48     # random candidates per item in the coarse search
+    search_excerpt_s: float = 0.25  # excerpt length for the search
+    refine_starts: int = 3          # best candidates refined per item
+    refine_steps: int = 40
+    per_capture_steps: int = 200
+    curve_steps: int = 300
+    joint_steps: int = 200
+    lr_controls: float = 0.05
+    lr_shared: float = 0.01
+    lr_map: float = 0.02
+    delta_l2: float = 1e-3          # pull of per-item controls toward their mean
+    stft_weight: float = 0.0        # MR-STFT weight in the training loss
+    eval_every: int = 25            # held-out evaluation interval (steps, joint stage)
+    eval_excerpt_s: float = 2.0
+    max_latency_s: float = 0.05
+    checkpoint_interval_s: float = 30.0
+    n_knots: int = 5
+    hidden: int = 16
+
+
+# --------------------------------------------------------------------------------------
+# latency
+# --------------------------------------------------------------------------------------
+
+
+def measure_latency(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[float, float]:
+    """Delay of ``y`` behind ``x`` in samples (fractional) and the peak's sign.
+
+    Cross-correlation by FFT over lags ``0..max_lag``; parabolic interpolation of
+    ``|r|`` around the peak.
+    """
+    n = min(len(x), len(y), 48000 * 20)
+    a, b = np.asarray(x[:n], np.float64), np.asarray(y[:n], np.float64)
+    nf = 1 << int(2 * n - 1).bit_length()
+    r = np.fft.irfft(np.fft.rfft(b, nf) * np.conj(np.fft.rfft(a, nf)), nf)[: max_lag + 1]
+    k = int(np.argmax(np.abs(r)))
+    frac = 0.0
+    if 0 < k < max_lag:
+        y0, y1, y2 = np.abs(r[k - 1]), np.abs(r[k]), np.abs(r[k + 1])
+        den = y0 - 2 * y1 + y2
+        if den != 0:
+            frac = float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
+    return k + frac, float(np.sign(r[k]) or 1.0)
+
+
+def shift_signal(y: np.ndarray, delay: float) -> np.ndarray:
+    """``y`` advanced by ``delay`` samples (``out[t] = y[t + delay]``), same length,
+    zero-filled at the end; fractional part by an FFT phase ramp."""
+    d_int = int(math.floor(delay))
+    frac = delay - d_int
+    out = np.zeros_like(y, dtype=np.float64)
+    if d_int > 0:
+        out[: len(y) - d_int] = y[d_int:]
+    else:
+        out[:] = y
+    if frac > 1e-6:
+        n = 1 << int(2 * len(y)).bit_length()
+        Y = np.fft.rfft(out, n)
+        w = 2 * np.pi * np.fft.rfftfreq(n)
+        out = np.fft.irfft(Y * np.exp(1j * w * frac), n)[: len(y)]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# the fitter
+# --------------------------------------------------------------------------------------
+
+
+class Cancelled(Exception):
+    """Raised inside a stage when ``should_stop`` says so (caught by :meth:`Fitter.run`)."""
+
+
+class Fitter:
+    """Holds the data and the whole fitting state; :meth:`run` executes the stages.
+
+    Args:
+        topology: topology name.
+        knobs: modelled knobs (:class:`dsp.controls.KnobDef`).
+        items: list of dicts with ``name, knobs, input, target, sample_rate,
+            latency_samples, holdout`` (see :class:`dsp.twin.TrainItem`).
+        seed: seeds every random choice.
+        config: :class:`FitConfig`.
+    """
+
+    def __init__(self, topology: str, knobs: list[KnobDef], items: list[dict], seed: int = 0,
+                 config: FitConfig | None = None):
+        if not items:
+            raise ValueError("no items to fit")
+        srs = {float(it["sample_rate"]) for it in items}
+        if len(srs) != 1:
+            raise ValueError(f"all items must share one sample rate, got {sorted(srs)}")
+        self.cfg = config or FitConfig()
+        self.sr = srs.pop()
+        self.topology_name = topology
+        self.knobs = list(knobs)
+        self.items = items
+        self.seed = int(seed)
+        torch.manual_seed(self.seed)
+        self.topo: Topology = make_topology(topology, self.sr, self.cfg.oversample)
+        self.C = len(self.topo.CONTROLS)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.stage = 0
+        self.step = 0
+        self.opt_state = None
+        self.elapsed = 0.0
+        self.polarity = 1.0
+        self.latencies: list[float] = []
+        self.item_raw = self.topo.default_raw().expand(len(items), -1).clone()
+        self.map = KnobControlMap(self.knobs, list(self.topo.CONTROLS), self.cfg.n_knots, self.cfg.hidden)
+        self.per_item_mask = (self.map.mask.sum(0) > 0)  # controls some knob moves
+        self.last_item_esr: dict[str, float] = {}
+        self.holdout_esr: float | None = None
+        self.train_esr: float | None = None
+        self.report: dict | None = None
+        self.cancelled = False
+        self.fingerprint = self._fingerprint()
+        self.x: list[np.ndarray] = []
+        self.y: list[np.ndarray] = []
+        self._prepared = False
+
+    # -- bookkeeping -----------------------------------------------------------------
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(self.topology_name.encode())
+        for it in self.items:
+            h.update(it["name"].encode())
+            h.update(repr(sorted(it["knobs"].items())).encode())
+            h.update(np.ascontiguousarray(it["input"][:4096], np.float32).tobytes())
+            h.update(np.ascontiguousarray(it["target"][:4096], np.float32).tobytes())
+            h.update(str(len(it["target"])).encode())
+        h.update(repr(sorted(asdict(self.cfg).items())).encode())
+        h.update(str(self.seed).encode())
+        return h.hexdigest()[:16]
+
+    @property
+    def train_idx(self) -> list[int]:
+        return [i for i, it in enumerate(self.items) if not it.get("holdout")]
+
+    @property
+    def holdout_idx(self) -> list[int]:
+        return [i for i, it in enumerate(self.items) if it.get("holdout")]
+
+    def state_dict(self) -> dict:
+        return {
+            "version": CHECKPOINT_VERSION, "fingerprint": self.fingerprint,
+            "stage": self.stage, "step": self.step, "opt_state": self.opt_state,
+            "elapsed": self.elapsed, "polarity": self.polarity, "latencies": self.latencies,
+            "item_raw": self.item_raw, "topo": self.topo.state_dict(), "map": self.map.state_dict(),
+            "gen": self.gen.get_state(), "last_item_esr": self.last_item_esr,
+            "holdout_esr": self.holdout_esr, "train_esr": self.train_esr, "report": self.report,
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        if s.get("version") != CHECKPOINT_VERSION:
+            raise ValueError("checkpoint version mismatch")
+        if s["fingerprint"] != self.fingerprint:
+            raise ValueError("checkpoint was made with other items, settings or seed")
+        self.stage, self.step, self.opt_state = s["stage"], s["step"], s["opt_state"]
+        self.elapsed, self.polarity, self.latencies = s["elapsed"], s["polarity"], s["latencies"]
+        self.item_raw = s["item_raw"].clone()
+        self.topo.load_state_dict(s["topo"])
+        self.map.load_state_dict(s["map"])
+        self.gen.set_state(s["gen"])
+        self.last_item_esr, self.holdout_esr = s["last_item_esr"], s["holdout_esr"]
+        self.train_esr, self.report = s["train_esr"], s["report"]
+
+    def save_checkpoint(self, path: str) -> None:
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str) -> None:
+        self.load_state_dict(torch.load(path, weights_only=False))
+
+    # -- data --------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Align every item (latency) and set the polarity; cheap, redone on resume."""
+        if self._prepared:
+            return
+        max_lag = int(self.cfg.max_latency_s * self.sr)
+        xs, ys, measured, signs = [], [], [], []
+        for it in self.items:
+            x = np.asarray(it["input"], np.float64).reshape(-1)
+            y = np.asarray(it["target"], np.float64).reshape(-1)
+            n = min(len(x), len(y))
+            xs.append(x[:n])
+            ys.append(y[:n])
+            d, s = measure_latency(x[:n], y[:n], max_lag)
+            measured.append(d)
+            signs.append(s)
+        # The device's latency is one number; the correlation peak of a single capture
+        # moves with its filters' group delay (measured: up to 30 samples at a 1.5 kHz
+        # high-pass into a clipper), so measured items get the median over the training
+        # items, rounded to a whole sample. Given latencies are used as given.
+        # The init stage then compares this with no latency under the model and keeps the
+        # better one (a minimum-phase EQ alone moves the peak by 2 samples).
+        tr = [d for d, it in zip(measured, self.items) if not it.get("holdout")] or measured
+        self._block_latency = float(np.round(np.median(tr)))
+        self.x = [x.astype(np.float32) for x in xs]
+        self._y_raw = ys
+        if not self.latencies:  # fresh fit (a resumed one keeps its chosen latencies)
+            self.polarity = 1.0 if sum(signs) >= 0 else -1.0
+            self.latencies = [self._block_latency if it.get("latency_samples") is None
+                              else float(it["latency_samples"]) for it in self.items]
+        self._align(self.latencies)
+        self._prepared = True
+
+    def _align(self, latencies: list[float]) -> None:
+        self.latencies = list(latencies)
+        self.y = [(self.polarity * shift_signal(y, d)).astype(np.float32)
+                  for y, d in zip(self._y_raw, latencies)]
+        self.power = [float(np.mean(y.astype(np.float64) ** 2)) + 1e-12 for y in self.y]
+
+    def _segments(self, idx: list[int], seg: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random segments (one per item in ``idx``) of ``seg`` samples."""
+        xs, ys = [], []
+        for i in idx:
+            n = len(self.x[i])
+            L = min(seg, n)
+            off = int(torch.randint(0, n - L + 1, (1,), generator=self.gen))
+            xs.append(self.x[i][off: off + L])
+            ys.append(self.y[i][off: off + L])
+        L = min(len(a) for a in xs)
+        return (torch.from_numpy(np.stack([a[:L] for a in xs])),
+                torch.from_numpy(np.stack([a[:L] for a in ys])))
+
+    def _excerpts(self, i: int, length: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The loudest and a median-level window of item ``i`` (input energy)."""
+        x, y = self.x[i], self.y[i]
+        if len(x) <= length:
+            return [(x, y)]
+        hop = max(1, length // 2)
+        starts = np.arange(0, len(x) - length + 1, hop)
+        e = np.array([np.mean(x[s: s + length] ** 2) for s in starts])
+        order = np.argsort(e)
+        alive = order[e[order] > 1e-3 * e.max()]
+        picks = [order[-1], alive[len(alive) // 2] if len(alive) else order[-1]]
+        return [(x[starts[k]: starts[k] + length], y[starts[k]: starts[k] + length]) for k in picks]
+
+    def _loss_rows(self, y_hat, y, warm, power=None) -> torch.Tensor:
+        """Per-row training loss after the warm-up, with an energy floor per item."""
+        a, b = y_hat[..., warm:], y[..., warm:]
+        floor = 0.0 if power is None else 0.05 * b.shape[-1] * power
+        den = b.pow(2).sum(-1) + floor + 1e-9
+        pa, pb = losses.pre_emphasis(a), losses.pre_emphasis(b)
+        denp = pb.pow(2).sum(-1) + (0.0 if power is None else 0.05 * floor) + 1e-9
+        loss = (b - a).pow(2).sum(-1) / den + (pb - pa).pow(2).sum(-1) / denp
+        if self.cfg.stft_weight > 0:
+            loss = loss + self.cfg.stft_weight * losses.mr_stft(a, b)
+        return loss
+
+    def _raw_for_items(self, idx, item_raw=None, shared=None):
+        r = (self.item_raw if item_raw is None else item_raw)[idx]
+        if shared is not None:
+            r = torch.where(self.per_item_mask[None], r, shared[None].expand_as(r))
+        return r
+
+    # -- driving -------------------------------------------------------------------------
+    def run(self, on_event=None, should_stop=None, time_budget_s=None, checkpoint_path=None) -> bool:
+        """Run the remaining stages. Returns ``False`` when cancelled (state kept)."""
+        self._on_event = on_event or (lambda ev: None)
+        self._should_stop = should_stop or (lambda: False)
+        self._budget = time_budget_s
+        self._ckpt = checkpoint_path
+        self._t0 = time.monotonic() - self.elapsed
+        self._last_ckpt = time.monotonic()
+        torch.manual_seed(self.seed)
+        self._prepare()
+        try:
+            while self.stage < len(STAGES):
+                getattr(self, f"_stage_{STAGES[self.stage]}")()
+                self.stage += 1
+                self.step = 0
+                self.opt_state = None
+                self._tick(force_ckpt=True)
+        except Cancelled:
+            self.cancelled = True
+            self._tick(force_ckpt=True)
+            return False
+        return True
+
+    def _now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _tick(self, force_ckpt=False, opt=None):
+        self.elapsed = self._now()
+        if opt is not None:
+            self.opt_state = opt.state_dict()
+        if self._ckpt and (force_ckpt or time.monotonic() - self._last_ckpt >= self.cfg.checkpoint_interval_s):
+            self.save_checkpoint(self._ckpt)
+            self._last_ckpt = time.monotonic()
+
+    def _check_stop(self, opt=None):
+        if self._should_stop():
+            if opt is not None:
+                self.opt_state = opt.state_dict()
+            raise Cancelled()
+
+    def _over_budget(self, frac: float) -> bool:
+        return self._budget is not None and self._now() > frac * self._budget
+
+    def _emit(self, total, loss=None, per_item=None):
+        steps_left = total - self.step
+        el = self._now()
+        rate = el / max(1, self._global_step()) if self._global_step() else None
+        eta = None if rate is None else rate * (steps_left + self._steps_after())
+        self._on_event(dict(stage=STAGES[self.stage], step=self.step, total=total, loss=loss,
+                            train_esr=self.train_esr, holdout_esr=self.holdout_esr,
+                            per_item_esr=dict(per_item or self.last_item_esr), eta_s=eta,
+                            elapsed_s=el))
+
+    def _stage_totals(self):
+        c = self.cfg
+        return {"latency": 1, "init": len(self.train_idx), "per_capture": c.per_capture_steps,
+                "curves": c.curve_steps, "joint": c.joint_steps, "report": len(self.items)}
+
+    def _global_step(self):
+        t = self._stage_totals()
+        return sum(t[s] for s in STAGES[: self.stage]) + self.step
+
+    def _steps_after(self):
+        t = self._stage_totals()
+        return sum(t[s] for s in STAGES[self.stage + 1:])
+
+    def _optimise(self, total, params_groups, step_fn, stop_frac=None):
+        """Generic Adam loop with checkpoint/resume, cosine LR decay and cancellation."""
+        opt = torch.optim.Adam(params_groups)
+        base_lrs = [g["lr"] for g in opt.param_groups]
+        if self.opt_state is not None:
+            opt.load_state_dict(self.opt_state)
+        while self.step < total:
+            self._check_stop(opt)
+            if stop_frac is not None and self._over_budget(stop_frac):
+                break
+            f = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * self.step / max(1, total)))
+            for g, lr in zip(opt.param_groups, base_lrs):
+                g["lr"] = lr * f
+            opt.zero_grad(set_to_none=True)
+            loss, per_item = step_fn()
+            loss.backward()
+            opt.step()
+            self.step += 1
+            self.last_item_esr.update(per_item)
+            self.train_esr = float(np.mean(list(self.last_item_esr.values()))) if self.last_item_esr else None
+            self._after_step(total)
+            self._emit(total, float(loss.detach()))
+            self._tick(opt=opt)
+        self.opt_state = None
+
+    def _after_step(self, total):
+        pass
+
+    # -- stages --------------------------------------------------------------------------
+    def _stage_latency(self):
+        self._emit(1)
+        self.step = 1
+
+    def _response_db(self, i: int, n: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Measured best linear approximation of item ``i`` (Welch cross-spectra):
+        ``(freqs_hz, |H| in dB)`` on ``n // 2 + 1`` bins."""
+        from scipy.signal import csd, welch
+
+        f, sxy = csd(self.x[i], self.y[i], fs=self.sr, nperseg=n)
+        _, sxx = welch(self.x[i], fs=self.sr, nperseg=n)
+        return f, 20 * np.log10(np.abs(sxy) / (sxx + 1e-20) + 1e-9)
+
+    def _linear_init(self, i: int) -> torch.Tensor:
+        """Linear topologies: fit the controls to the measured response (log-magnitude
+        on a log-frequency grid, 20 Hz - 0.45 fs) from random starts; the model's
+        response is the FFT of its impulse response."""
+        c, topo = self.cfg, self.topo
+        n = 4096
+        f, mag = self._response_db(i, n)
+        sel = np.unique(np.round(np.geomspace(max(20.0, f[1]), 0.45 * self.sr, 200) / f[1]).astype(int))
+        target = torch.tensor(mag[sel], dtype=torch.float32)
+        imp = torch.zeros(1, n)
+        imp[0, 0] = 1.0
+        K = c.search_candidates
+        u = torch.rand(K - 1, self.C, generator=self.gen) * 0.9 + 0.05
+        cand = torch.cat([topo.default_raw()[None], torch.log(u) - torch.log1p(-u)])
+
+        def dist(raw):
+            h = topo(imp.expand(raw.shape[0], -1), raw)
+            m = 20 * torch.log10(torch.fft.rfft(h, n).abs()[:, sel] + 1e-9)
+            off = (target[None] - m).mean(-1, keepdim=True)  # output gain in closed form
+            return (target[None] - m - off).pow(2).mean(-1), off[:, 0]
+
+        with torch.no_grad():
+            d, _ = dist(cand)
+        start = cand[torch.argsort(d)[: c.refine_starts]].clone().requires_grad_(True)
+        opt = torch.optim.Adam([start], lr=0.1)
+        for _ in range(150):
+            opt.zero_grad()
+            dist(start)[0].sum().backward()
+            opt.step()
+        with torch.no_grad():
+            d, off = dist(start)
+            k = int(torch.argmin(d))
+            best = start[k].detach().clone()
+            gi = topo.control_names().index(topo.OUTPUT_GAIN)
+            spec = topo.CONTROLS[gi]
+            best[gi] = spec.to_raw(float(spec.to_physical(best[gi])) + float(off[k])).float()
+        return best
+
+    def _stage_init(self):
+        c = self.cfg
+        topo = self.topo
+        saved_os = topo.oversample
+        topo.oversample = c.search_oversample
+        try:
+            if self.step == 0:
+                self._choose_latency()
+            for n_done, i in enumerate(self.train_idx):
+                if n_done < self.step:
+                    continue
+                self._check_stop()
+                raw, loss = self._init_item(i)
+                self.item_raw[i] = raw
+                self.last_item_esr[self.items[i]["name"]] = loss / 2
+                self.step = n_done + 1
+                self._emit(len(self.train_idx), loss)
+                self._tick()
+        finally:
+            topo.oversample = saved_os
+        # controls no knob moves: one shared value (median over items)
+        tr = self.train_idx
+        med = self.item_raw[tr].median(0).values
+        self.item_raw[:, ~self.per_item_mask] = med[~self.per_item_mask]
+        self.item_raw[self.holdout_idx] = med
+
+    def _choose_latency(self) -> None:
+        """Measured latency vs none: keep the one the model explains better on the
+        first training item (only when some latency was measured, not given)."""
+        meas = [it.get("latency_samples") is None for it in self.items]
+        if not any(meas) or self._block_latency == 0:
+            return
+        i = self.train_idx[0]
+        state = self.gen.get_state()
+        scores = {}
+        for cand in (self._block_latency, 0.0):
+            self._align([cand if m else d for m, d in zip(meas, self.latencies)])
+            self.gen.set_state(state)
+            scores[cand] = self._init_item(i)[1]
+        best = min(scores, key=scores.get)
+        self._align([best if m else d for m, d in zip(meas, self.latencies)])
+
+    def _init_item(self, i: int) -> tuple[torch.Tensor, float]:
+        """Multi-start search + refinement for item ``i``: (raw controls, loss)."""
+        c = self.cfg
+        topo = self.topo
+        names = topo.control_names()
+        search = [names.index(n) for n in topo.SEARCH]
+        gain_i = names.index(topo.OUTPUT_GAIN) if topo.OUTPUT_GAIN in names else None
+        gspec = topo.CONTROLS[gain_i] if gain_i is not None else None
+        warm = int(c.warmup_s * self.sr)
+        L = warm + int(c.search_excerpt_s * self.sr)
+        default = self._linear_init(i) if topo.LINEAR else topo.default_raw()
+        ex = self._excerpts(i, L)
+        X = torch.from_numpy(np.stack([e[0] for e in ex]))
+        Y = torch.from_numpy(np.stack([e[1] for e in ex]))
+        E = X.shape[0]
+        P = torch.tensor(self.power[i])
+        # candidates
+        K = c.search_candidates if search else 1
+        cand = default.expand(K, -1).clone()
+        if search:
+            u = torch.rand(K - 1, len(search), generator=self.gen) * 0.94 + 0.03
+            cand[1:, search] = torch.log(u) - torch.log1p(-u)
+        with torch.no_grad():
+            raw = cand.repeat_interleave(E, 0)
+            yh = topo(X.repeat(K, 1), raw)
+            Yr = Y.repeat(K, 1)
+            if gain_i is not None:
+                a, b = yh[:, warm:], Yr[:, warm:]
+                g = (a * b).sum(-1).view(K, E).sum(-1) / (a.pow(2).sum(-1).view(K, E).sum(-1) + 1e-12)
+                g = g.clamp_min(1e-6)
+                phys = gspec.to_physical(cand[:, gain_i]) + 20 * torch.log10(g)
+                cand[:, gain_i] = gspec.to_raw(phys.clamp(gspec.minimum + 1e-3, gspec.maximum - 1e-3)).float()
+                yh = yh * g.repeat_interleave(E)[:, None]
+            score = self._loss_rows(yh, Yr, warm, P).view(K, E).mean(-1)
+        best = torch.argsort(score)[: c.refine_starts]
+        start = cand[best].clone().requires_grad_(True)
+        opt = torch.optim.Adam([start], lr=c.lr_controls * 2)
+        M = start.shape[0]
+        for _ in range(c.refine_steps):
+            opt.zero_grad()
+            yh = topo(X.repeat(M, 1), start.repeat_interleave(E, 0))
+            l = self._loss_rows(yh, Y.repeat(M, 1), warm, P).view(M, E).mean(-1)
+            l.sum().backward()
+            opt.step()
+        with torch.no_grad():
+            yh = topo(X.repeat(M, 1), start.repeat_interleave(E, 0))
+            l = self._loss_rows(yh, Y.repeat(M, 1), warm, P).view(M, E).mean(-1)
+        k = int(torch.argmin(l))
+        return start[k].detach(), float(l[k])
+
+    def _stage_per_capture(self):
+        c = self.cfg
+        tr = self.train_idx
+        warm = int(c.warmup_s * self.sr)
+        seg = warm + int(c.segment_s * self.sr)
+        item_raw = torch.nn.Parameter(self.item_raw.clone())
+        shared = torch.nn.Parameter(self.item_raw[tr[0]].clone())
+        mask = self.per_item_mask
+
+        def step_fn():
+            idx = self._draw_items(tr)
+            X, Y = self._segments(idx, seg)
+            raw = torch.where(mask[None], item_raw[idx], shared[None].expand(len(idx), -1))
+            yh = self.topo(X, raw)
+            P = torch.tensor([self.power[i] for i in idx])
+            l = self._loss_rows(yh, Y, warm, P)
+            mean = item_raw[tr].mean(0, keepdim=True).detach()
+            reg = c.delta_l2 * ((item_raw[idx] - mean) * mask).pow(2).sum(-1).mean()
+            per = {self.items[i]["name"]: float(v) / 2 for i, v in zip(idx, l.detach())}
+            return l.mean() + reg, per
+
+        groups = [{"params": [item_raw, shared], "lr": c.lr_controls}]
+        sp = list(self.topo.shared.parameters())
+        if sp:
+            groups.append({"params": sp, "lr": c.lr_shared})
+
+        def after(total):
+            with torch.no_grad():
+                self.item_raw.copy_(torch.where(mask[None], item_raw, shared[None].expand_as(item_raw)))
+
+        self._after_step = after
+        try:
+            self._optimise(c.per_capture_steps, groups, step_fn, stop_frac=0.45)
+        finally:
+            self._after_step = lambda total: None
+
+    def _draw_items(self, idx: list[int]) -> list[int]:
+        m = self.cfg.max_items_per_step
+        if len(idx) <= m:
+            return list(idx)
+        perm = torch.randperm(len(idx), generator=self.gen)[:m]
+        return sorted(idx[int(j)] for j in perm)
+
+    def _knob_tensor(self, idx):
+        return self.map.knob_tensor([self.items[i]["knobs"] for i in idx])
+
+    def _stage_curves(self):
+        c = self.cfg
+        tr = self.train_idx
+        target = self.item_raw[tr].detach()
+        kv = self._knob_tensor(tr)
+        if self.step == 0:
+            with torch.no_grad():
+                # base = value at the reference setting: start from the item nearest to it
+                self.map.base.copy_(target.mean(0))
+        w = self.per_item_mask.float()[None] + 1.0
+
+        def step_fn():
+            pred = self.map(kv)
+            loss = ((pred - target).pow(2) * w).sum(-1).mean() + self.map.regularizer()
+            return loss, {}
+
+        self._optimise(c.curve_steps, [{"params": list(self.map.parameters()), "lr": 0.05}], step_fn)
+        self._eval_holdout()
+
+    def _stage_joint(self):
+        c = self.cfg
+        tr = self.train_idx
+        warm = int(c.warmup_s * self.sr)
+        seg = warm + int(c.segment_s * self.sr)
+
+        def step_fn():
+            idx = self._draw_items(tr)
+            X, Y = self._segments(idx, seg)
+            raw = self.map(self._knob_tensor(idx))
+            yh = self.topo(X, raw)
+            P = torch.tensor([self.power[i] for i in idx])
+            l = self._loss_rows(yh, Y, warm, P)
+            per = {self.items[i]["name"]: float(v) / 2 for i, v in zip(idx, l.detach())}
+            return l.mean() + self.map.regularizer(), per
+
+        def after(total):
+            if self.step % c.eval_every == 0 or self.step == total:
+                self._eval_holdout()
+
+        groups = [{"params": list(self.map.parameters()), "lr": c.lr_map}]
+        sp = list(self.topo.shared.parameters())
+        if sp:
+            groups.append({"params": sp, "lr": c.lr_shared})
+        self._after_step = after
+        try:
+            self._optimise(c.joint_steps, groups, step_fn, stop_frac=0.9)
+        finally:
+            self._after_step = lambda total: None
+
+    @torch.no_grad()
+    def _eval_holdout(self):
+        ho = self.holdout_idx
+        if not ho:
+            return
+        warm = int(self.cfg.warmup_s * self.sr)
+        L = warm + int(self.cfg.eval_excerpt_s * self.sr)
+        vals = []
+        for i in ho:
+            x = torch.from_numpy(self.x[i][:L])[None]
+            y = torch.from_numpy(self.y[i][:L])[None]
+            yh = self.topo(x, self.map(self._knob_tensor([i])))
+            vals.append(float(losses.esr(yh[:, warm:], y[:, warm:])[0]))
+        self.holdout_esr = float(np.mean(vals))
+
+    @torch.no_grad()
+    def _stage_report(self):
+        per = {}
+        for n_done, i in enumerate(range(len(self.items))):
+            if n_done < self.step:
+                continue
+            self._check_stop()
+            it = self.items[i]
+            raw = self.map(self._knob_tensor([i]))
+            yh = self.topo(torch.from_numpy(self.x[i])[None], raw, exact=True)[0].numpy()
+            e = losses.esr_numpy(yh, self.y[i])
+            per[it["name"]] = e
+            self.step = n_done + 1
+            self._emit(len(self.items))
+        # also the per-capture (pre-map) fit quality is in last_item_esr
+        tr = [self.items[i]["name"] for i in self.train_idx]
+        ho = [self.items[i]["name"] for i in self.holdout_idx]
+        rows = []
+        for i, it in enumerate(self.items):
+            e = per.get(it["name"])
+            rows.append({"name": it["name"], "holdout": bool(it.get("holdout")), "esr": e,
+                         "verdict": losses.verdict(e) if e is not None else None,
+                         "latency_samples": self.latencies[i], "knobs": dict(it["knobs"])})
+        def stats(names):
+            v = [per[n] for n in names if n in per]
+            if not v:
+                return None
+            return {"mean": float(np.mean(v)), "median": float(np.median(v)), "worst": float(np.max(v)),
+                    "count": len(v), "verdict": losses.verdict(float(np.median(v)))}
+        warnings = []
+        for kd in self.knobs:
+            used = {float(self.items[i]["knobs"].get(kd.name, kd.reference)) for i in self.train_idx}
+            if kd.kind == "switch":
+                missing = [p for p in kd.positions if float(p) not in used]
+                if missing:
+                    warnings.append(f"{kd.name}: positions {missing} were never captured; "
+                                    "they render as the reference position")
+            elif len(used) < 2:
+                warnings.append(f"{kd.name}: never varied in the training captures")
+        self.report = {"items": rows, "train": stats(tr), "holdout": stats(ho), "warnings": warnings,
+                       "polarity": self.polarity, "fit_seconds": self._now(),
+                       "topology": self.topology_name}
+        self.train_esr = self.report["train"]["mean"] if self.report["train"] else None
+        if self.report["holdout"]:
+            self.holdout_esr = self.report["holdout"]["mean"]
+        self.last_item_esr = per

@@ -1,0 +1,694 @@
+"""Grey-box topologies: differentiable DSP chains with physical controls.
+
+Each topology is a ``torch.nn.Module`` in the DDSP style:
+
+* it declares its DSP controls (:class:`ControlSpec`: name, unit, physical range,
+  default) in ``CONTROLS``;
+* it receives RAW, unbounded control values ``raw`` of shape ``(B, C)`` (one row per
+  batch item, so a batch can hold different knob settings) and maps them in ONE place,
+  :meth:`Topology.get_controls`, to physical values (Hz, dB, fractions), a dict of
+  ``(B,)`` tensors;
+* :meth:`Topology.get_signal` makes the audio from ``x`` of shape ``(B, T)`` and the
+  physical controls;
+* it owns a few *shared* parameters that no knob moves (tone-stack component values,
+  pot tapers, tube-stage knee), also raw and mapped in ``get_controls``.
+
+Two signal paths compute the same math:
+
+``exact=False`` (training)
+    Every linear section between two nonlinearities is one multiplication in the
+    frequency domain (zero-padded FFT of length ``>= T + tail``); oversampling is an
+    ideal band-limited resampler in the same FFTs (spectral zero padding/truncation).
+``exact=True`` (render / export reference)
+    Recursive filters (direct-form difference equations, what C++ runs) and
+    polyphase FIR resampling.
+
+Both agree to float precision at ``oversample=1`` and to the resampler's
+transition band at ``oversample>1`` (see tests/test_dsp_topologies.py).
+
+DSP blocks come from :mod:`dsp.filters`, :mod:`dsp.tonestack`, :mod:`dsp.shapers` and
+:mod:`dsp.dynamics` when those modules provide them; until then (and for any function
+they lack) a private fallback below with the same signature is used. Each fallback is
+marked ``# fallback``.
+
+References:
+    Engel et al., "DDSP: Differentiable Digital Signal Processing", ICLR 2020.
+    Yeh & Smith, "Discretization of the '59 Fender Bassman tone stack", DAFx 2006.
+    R. Bristow-Johnson, "Audio EQ Cookbook" (biquad prototypes).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "ControlSpec",
+    "Topology",
+    "DriveTopology",
+    "AmpTopology",
+    "EqMatchTopology",
+    "TOPOLOGIES",
+    "make_topology",
+]
+
+# --------------------------------------------------------------------------------------
+# DSP blocks: the colleague's library when present, private fallbacks otherwise.
+# --------------------------------------------------------------------------------------
+
+
+def _q(x, ref):
+    return torch.as_tensor(x, dtype=ref.dtype if torch.is_tensor(ref) else torch.float32)
+
+
+def _fb_biquad_coeffs(kind, sample_rate, cutoff_hz, q=0.7071, gain_db=0.0):  # fallback
+    """RBJ cookbook biquad (bilinear transform, pre-warped at ``cutoff_hz``).
+
+    Returns ``(b, a)`` of shape ``(..., 3)``, ``a[..., 0] == 1``.
+    """
+    cutoff_hz = torch.as_tensor(cutoff_hz)
+    dt = cutoff_hz.dtype if cutoff_hz.is_floating_point() else torch.float32
+    f = cutoff_hz.to(dt).clamp(1e-3, 0.49 * sample_rate)
+    q = torch.as_tensor(q, dtype=dt)
+    g = torch.as_tensor(gain_db, dtype=dt)
+    w0 = 2 * math.pi * f / sample_rate
+    cw, sw = torch.cos(w0), torch.sin(w0)
+    alpha = sw / (2 * q)
+    A = 10 ** (g / 40)
+    one = torch.ones_like(cw)
+    if kind == "lowpass":
+        b = [(1 - cw) / 2, 1 - cw, (1 - cw) / 2]
+        a = [1 + alpha, -2 * cw, 1 - alpha]
+    elif kind == "highpass":
+        b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
+        a = [1 + alpha, -2 * cw, 1 - alpha]
+    elif kind == "bandpass":
+        b = [alpha, 0 * cw, -alpha]
+        a = [1 + alpha, -2 * cw, 1 - alpha]
+    elif kind == "peak":
+        b = [1 + alpha * A, -2 * cw, 1 - alpha * A]
+        a = [1 + alpha / A, -2 * cw, 1 - alpha / A]
+    elif kind in ("lowshelf", "highshelf"):
+        sA = torch.sqrt(A)
+        s = 1 if kind == "lowshelf" else -1
+        b = [A * ((A + 1) - s * (A - 1) * cw + 2 * sA * alpha),
+             s * 2 * A * ((A - 1) - s * (A + 1) * cw),
+             A * ((A + 1) - s * (A - 1) * cw - 2 * sA * alpha)]
+        a = [(A + 1) + s * (A - 1) * cw + 2 * sA * alpha,
+             -s * 2 * ((A - 1) + s * (A + 1) * cw),
+             (A + 1) + s * (A - 1) * cw - 2 * sA * alpha]
+    else:
+        raise ValueError(f"unknown biquad kind {kind!r}")
+    b = torch.stack(torch.broadcast_tensors(*[v * one for v in b]), -1)
+    a = torch.stack(torch.broadcast_tensors(*[v * one for v in a]), -1)
+    return b / a[..., :1], a / a[..., :1]
+
+
+def _fb_onepole_coeffs(kind, sample_rate, cutoff_hz):  # fallback
+    """First-order low/high-pass by the bilinear transform (pre-warped). ``(..., 2)``."""
+    cutoff_hz = torch.as_tensor(cutoff_hz)
+    dt = cutoff_hz.dtype if cutoff_hz.is_floating_point() else torch.float32
+    f = cutoff_hz.to(dt).clamp(1e-3, 0.49 * sample_rate)
+    k = torch.tan(math.pi * f / sample_rate)
+    a1 = (k - 1) / (k + 1)
+    one = torch.ones_like(k)
+    if kind == "lowpass":
+        b = torch.stack([k / (k + 1), k / (k + 1)], -1)
+    elif kind == "highpass":
+        b = torch.stack([1 / (k + 1), -1 / (k + 1)], -1)
+    else:
+        raise ValueError(f"unknown one-pole kind {kind!r}")
+    return b, torch.stack([one, a1], -1)
+
+
+def _fb_tonestack_coeffs(sample_rate, treble, mid, bass, r1_ohm, r2_ohm, r3_ohm, r4_ohm,
+                         c1_farad, c2_farad, c3_farad):  # fallback
+    """Yeh & Smith TMB tone stack, bilinear transform at ``sample_rate``. ``(..., 4)``.
+
+    ``treble``, ``mid``, ``bass`` are pot fractions in [0, 1] (after the taper).
+    """
+    t, m, l = treble, mid, bass
+    R1, R2, R3, R4, C1, C2, C3 = r1_ohm, r2_ohm, r3_ohm, r4_ohm, c1_farad, c2_farad, c3_farad
+    C123 = C1 * C2 * C3
+    b1 = t * C1 * R1 + m * C3 * R3 + l * (C1 + C2) * R2 + (C1 + C2) * R3
+    b2 = (t * (C1 * C2 + C1 * C3) * R1 * R4 - m * m * (C1 + C2) * C3 * R3 * R3
+          + m * (C1 * C3 * R1 * R3 + (C1 + C2) * C3 * R3 * R3)
+          + l * (C1 * C2 * R1 * R2 + C1 * C2 * R2 * R4 + C1 * C3 * R2 * R4)
+          + l * m * (C1 + C2) * C3 * R2 * R3
+          + (C1 * C2 * R1 * R3 + C1 * C2 * R3 * R4 + C1 * C3 * R3 * R4))
+    b3 = C123 * (l * m * (R1 + R4) * R2 * R3 - m * m * (R1 + R4) * R3 * R3
+                 + m * (R1 + R4) * R3 * R3 + t * R1 * R3 * R4 - t * m * R1 * R3 * R4
+                 + t * l * R1 * R2 * R4)
+    a1 = (C1 * R1 + C1 * R3 + C2 * R3 + C2 * R4 + C3 * R4) + m * C3 * R3 + l * (C1 + C2) * R2
+    a2 = (m * (C1 * C3 * R1 * R3 - C2 * C3 * R3 * R4 + (C1 + C2) * C3 * R3 * R3)
+          + l * m * (C1 + C2) * C3 * R2 * R3 - m * m * (C1 + C2) * C3 * R3 * R3
+          + l * (C1 * C2 * R2 * R4 + C1 * C2 * R1 * R2 + C1 * C3 * R2 * R4 + C2 * C3 * R2 * R4)
+          + (C1 * C2 * R1 * R4 + C1 * C3 * R1 * R4 + C1 * C2 * R3 * R4 + C1 * C2 * R1 * R3
+             + C1 * C3 * R3 * R4 + C2 * C3 * R3 * R4))
+    a3 = C123 * (l * m * (R1 + R4) * R2 * R3 - m * m * (R1 + R4) * R3 * R3
+                 + m * (R3 * R3 * R4 + R1 * R3 * R3 - R1 * R3 * R4)
+                 + l * R1 * R2 * R4 + R1 * R3 * R4)
+    c = 2.0 * sample_rate
+    # Bilinear: s^k -> c^k (1 - z^-1)^k (1 + z^-1)^(3 - k), times (1 + z^-1)^3.
+    P = [(1, 3, 3, 1), (1, 1, -1, -1), (1, -1, -1, 1), (1, -3, 3, -1)]
+    zero = torch.zeros_like(torch.as_tensor(b1))
+    bs = [zero, b1 * c, b2 * c ** 2, b3 * c ** 3]
+    as_ = [zero + 1.0, a1 * c, a2 * c ** 2, a3 * c ** 3]
+    b = torch.stack([sum(bs[k] * P[k][i] for k in range(4)) for i in range(4)], -1)
+    a = torch.stack([sum(as_[k] * P[k][i] for k in range(4)) for i in range(4)], -1)
+    return b / a[..., :1], a / a[..., :1]
+
+
+def _fb_asym_soft_clip(x, pos_level, neg_level, knee=1.0):  # fallback
+    """Asymmetric algebraic clipper ``x / (1 + |x/L|^k)^(1/k)``, L = pos/neg level.
+
+    ``knee`` k: 1 soft, 2 ~ x/sqrt(1+x^2), large -> hard clip at ``±L``.
+    """
+    L = torch.where(x >= 0, pos_level, neg_level)
+    u = x / L
+    lg = torch.log(u.abs() + 1e-20)
+    return x * torch.exp(-F.softplus(knee * lg) / knee)
+
+
+def _fb_tube_stage(x, bias, pos_level, neg_level):  # fallback
+    """Biased asymmetric stage, DC removed: ``f(x + bias) - f(bias)``."""
+    f = lambda v: _fb_asym_soft_clip(v, pos_level, neg_level, 2.0)  # noqa: E731
+    return f(x + bias) - f(bias)
+
+
+def _fb_push_pull(x, bias, crossover, level):  # fallback
+    """Class-AB push-pull: two saturating halves, dead zone ``crossover`` (cold bias).
+
+    ``bias`` shifts the operating point (asymmetry); ``level`` is the saturation level.
+    """
+    s = 20.0
+    def half(u):
+        h = F.softplus(s * u) / s
+        return level * torch.tanh(h / level)
+    y = half(x + bias - crossover) - half(-(x + bias) - crossover)
+    z = torch.zeros_like(x)
+    y0 = half(z + bias - crossover) - half(-(z + bias) - crossover)
+    return y - y0
+
+
+def _taper(position, k):
+    """Pot taper ``expm1(k p) / expm1(k)``: k -> 0 linear, k ~ 3.4 audio (log) taper."""
+    k = k.clamp_min(1e-3) if torch.is_tensor(k) else max(k, 1e-3)
+    return torch.expm1(k * position) / torch.expm1(torch.as_tensor(k))
+
+
+try:  # pragma: no cover - depends on what has landed
+    from dsp.filters import biquad_coeffs  # type: ignore
+except Exception:  # noqa: BLE001
+    biquad_coeffs = _fb_biquad_coeffs
+try:  # pragma: no cover
+    from dsp.filters import onepole_coeffs  # type: ignore
+except Exception:  # noqa: BLE001
+    onepole_coeffs = _fb_onepole_coeffs
+try:  # pragma: no cover
+    from dsp.tonestack import tonestack_coeffs  # type: ignore
+except Exception:  # noqa: BLE001
+    tonestack_coeffs = _fb_tonestack_coeffs
+try:  # pragma: no cover
+    from dsp.shapers import asym_soft_clip  # type: ignore
+except Exception:  # noqa: BLE001
+    asym_soft_clip = _fb_asym_soft_clip
+try:  # pragma: no cover
+    from dsp.shapers import tube_stage  # type: ignore
+except Exception:  # noqa: BLE001
+    tube_stage = _fb_tube_stage
+try:  # pragma: no cover
+    from dsp.shapers import push_pull  # type: ignore
+except Exception:  # noqa: BLE001
+    push_pull = _fb_push_pull
+
+
+# --------------------------------------------------------------------------------------
+# Linear sections: frequency-domain (training) and recursive (exact) paths.
+# --------------------------------------------------------------------------------------
+
+TAIL_SAMPLES = 8192  # zero padding beyond the segment at the base rate (IR tail room)
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def response(coeffs, n_fft: int) -> torch.Tensor:
+    """Product of ``B(z)/A(z)`` over ``coeffs`` at the ``n_fft // 2 + 1`` rfft bins.
+
+    ``coeffs``: list of ``(b, a)``, each ``(B, order + 1)``. Returns complex ``(B, F)``.
+    """
+    H = None
+    for b, a in coeffs:
+        h = torch.fft.rfft(b.double(), n_fft) / torch.fft.rfft(a.double(), n_fft)
+        H = h if H is None else H * h
+    return H
+
+
+def _lfilter_rows(x: np.ndarray, coeffs) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    y = np.array(x, dtype=np.float64, copy=True)
+    for b, a in coeffs:
+        bb = b.detach().double().cpu().numpy()
+        aa = a.detach().double().cpu().numpy()
+        for i in range(y.shape[0]):
+            y[i] = lfilter(bb[i], aa[i], y[i])
+    return y
+
+
+def _halfband_fir(factor: int) -> np.ndarray:
+    """Windowed-sinc anti-imaging / anti-aliasing FIR for integer ``factor`` (odd length)."""
+    n_taps = 64 * factor + 1
+    n = np.arange(n_taps) - (n_taps - 1) / 2
+    cutoff = 0.5 / factor * 0.96
+    h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(n_taps, 10.0)
+    return h / h.sum()
+
+
+def _resample_exact(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Zero-phase polyphase FIR resampling by ``up/down`` (one is 1)."""
+    from scipy.signal import upfirdn
+
+    f = max(up, down)
+    h = _halfband_fir(f)
+    d = (len(h) - 1) // 2
+    if up > 1:
+        y = upfirdn(h * up, x, up=up, axis=-1)
+        return y[..., d: d + x.shape[-1] * up]
+    y = upfirdn(h, x, down=1, axis=-1)[..., d: d + x.shape[-1]]
+    return y[..., ::down]
+
+
+class _Path:
+    """The two computation paths of a chain, for one call of ``get_signal``.
+
+    Signals stay in the time domain between sections. ``lin`` applies a list of filters
+    (designed at ``rate`` Hz) with an optional resampling by ``up`` or ``down``.
+    """
+
+    def __init__(self, exact: bool, length: int, sample_rate: float, oversample: int):
+        self.exact = exact
+        self.T = length
+        self.sr = float(sample_rate)
+        self.os = int(oversample)
+        self.n = _next_pow2(length + TAIL_SAMPLES)  # FFT size at the base rate
+
+    def lin(self, x, coeffs, gain=None, up=1, down=1, n_scale=1):
+        """``y = resample(gain * H(z) x)``; ``x`` at the base or the oversampled rate."""
+        r_in = max(1, x.shape[-1] // self.T)
+        if self.exact:
+            dev, dt = x.device, x.dtype
+            y = _lfilter_rows(x.detach().cpu().numpy(), coeffs) if coeffs else x.detach().cpu().double().numpy()
+            if gain is not None:
+                y = y * gain.detach().cpu().double().numpy()[:, None]
+            if up > 1:
+                y = _resample_exact(y, up, 1)
+            if down > 1:
+                y = _resample_exact(y, 1, down)
+            return torch.as_tensor(y, dtype=dt, device=dev)
+        n_in = self.n * r_in * n_scale
+        X = torch.fft.rfft(x, n_in)
+        if coeffs:
+            X = X * response(coeffs, n_in).to(X.dtype)
+        if gain is not None:
+            X = X * gain[:, None].to(x.dtype)
+        if up > 1:
+            n_out = n_in * up
+            X = F.pad(X, (0, n_out // 2 + 1 - X.shape[-1])) * up
+            return torch.fft.irfft(X, n_out)[..., : x.shape[-1] * up]
+        if down > 1:
+            n_out = n_in // down
+            X = X[..., : n_out // 2 + 1] / down
+            return torch.fft.irfft(X, n_out)[..., : x.shape[-1] // down]
+        return torch.fft.irfft(X, n_in)[..., : x.shape[-1]]
+
+
+# --------------------------------------------------------------------------------------
+# Controls
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """One DSP control of a topology.
+
+    Attributes:
+        name: identifier with its unit in the name where it has one (``tone_lp_hz``).
+        unit: "Hz", "dB", "s", "" (dimensionless) or "fraction".
+        minimum, maximum: the physical range; raw values map into it by a sigmoid.
+        default: the physical starting value.
+        scale: "lin" or "log" (the sigmoid is linear in ``log(value)`` for "log").
+        doc: what the control does.
+    """
+
+    name: str
+    unit: str
+    minimum: float
+    maximum: float
+    default: float
+    scale: str = "lin"
+    doc: str = ""
+
+    def _lohi(self):
+        if self.scale == "log":
+            return math.log(self.minimum), math.log(self.maximum)
+        return self.minimum, self.maximum
+
+    def to_physical(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw (unbounded) -> physical: ``lo + (hi - lo) * sigmoid(raw)`` (log for "log")."""
+        lo, hi = self._lohi()
+        v = lo + (hi - lo) * torch.sigmoid(raw)
+        return torch.exp(v) if self.scale == "log" else v
+
+    def to_raw(self, value) -> torch.Tensor:
+        """Physical -> raw, clamped 1e-4 inside the range."""
+        lo, hi = self._lohi()
+        v = torch.as_tensor(value, dtype=torch.float64)
+        if self.scale == "log":
+            v = torch.log(v)
+        u = ((v - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+        return torch.log(u) - torch.log1p(-u)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "unit": self.unit, "minimum": self.minimum,
+                "maximum": self.maximum, "default": self.default, "scale": self.scale}
+
+
+class Topology(nn.Module):
+    """Base class. Subclasses define ``NAME``, ``CONTROLS``, ``_shared_init`` and
+    ``_signal``.
+
+    Args:
+        sample_rate: default sample rate (Hz) when ``get_signal`` is given none.
+        oversample: integer oversampling factor of the nonlinear part (default 2).
+    """
+
+    NAME = "base"
+    #: a linear topology is initialised from the measured frequency response
+    LINEAR = False
+    CONTROLS: tuple[ControlSpec, ...] = ()
+    #: controls worth a coarse multi-start search (non-convex in the loss)
+    SEARCH: tuple[str, ...] = ()
+    #: the control that is a pure output gain in dB (solved in closed form in searches)
+    OUTPUT_GAIN = "level_db"
+
+    def __init__(self, sample_rate: float = 48000.0, oversample: int = 2):
+        super().__init__()
+        self.sample_rate = float(sample_rate)
+        self.oversample = int(oversample)
+        self.shared = nn.ParameterDict(
+            {k: nn.Parameter(torch.tensor(float(v))) for k, v in self._shared_init().items()})
+
+    # -- declared controls ---------------------------------------------------------
+    @classmethod
+    def control_names(cls) -> list[str]:
+        return [c.name for c in cls.CONTROLS]
+
+    @classmethod
+    def spec(cls, name: str) -> ControlSpec:
+        for c in cls.CONTROLS:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @classmethod
+    def default_raw(cls) -> torch.Tensor:
+        """``(C,)`` raw values of the declared defaults (float32)."""
+        return torch.stack([c.to_raw(c.default) for c in cls.CONTROLS]).float()
+
+    @classmethod
+    def raw_from_physical(cls, values: dict[str, float], batch: int = 1) -> torch.Tensor:
+        """``(batch, C)`` raw values; controls missing from ``values`` take the default."""
+        row = torch.stack([c.to_raw(values.get(c.name, c.default)) for c in cls.CONTROLS]).float()
+        return row.expand(batch, -1).clone()
+
+    def _shared_init(self) -> dict[str, float]:
+        return {}
+
+    # -- the one raw -> physical map ------------------------------------------------
+    def get_controls(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Map raw ``(B, C)`` to physical controls ``{name: (B,)}`` plus shared values."""
+        out = {c.name: c.to_physical(raw[:, i]) for i, c in enumerate(self.CONTROLS)}
+        out.update(self._shared_physical())
+        return out
+
+    def _shared_physical(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def get_signal(self, x: torch.Tensor, controls: dict[str, torch.Tensor],
+                   sample_rate: float | None = None, exact: bool = False) -> torch.Tensor:
+        """Make the output ``(B, T)`` from ``x`` ``(B, T)`` (or ``(T,)``, broadcast)."""
+        sr = float(sample_rate or self.sample_rate)
+        B = next(iter(controls.values())).shape[0]
+        if x.dim() == 1:
+            x = x.expand(B, -1)
+        path = _Path(exact, x.shape[-1], sr, self.oversample)
+        # Controls in float64: filter coefficients at low cut-offs lose accuracy in float32
+        # (1 - cos(w0) cancels); the signal stays in its own dtype (float32 to train).
+        controls = {k: v.double() for k, v in controls.items()}
+        if exact:
+            controls = {k: v.detach() for k, v in controls.items()}
+            x = x.detach().double()
+        return self._signal(x, controls, path)
+
+    def forward(self, x: torch.Tensor, raw: torch.Tensor, sample_rate: float | None = None,
+                exact: bool = False) -> torch.Tensor:
+        return self.get_signal(x, self.get_controls(raw), sample_rate, exact)
+
+    def _signal(self, x, c, path: _Path):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Plain description: controls and current shared physical values."""
+        with torch.no_grad():
+            shared = {k: float(v) for k, v in self._shared_physical().items()}
+        return {"topology": self.NAME, "oversample": self.oversample,
+                "controls": [c.to_dict() for c in self.CONTROLS], "shared": shared}
+
+
+def _db(g):
+    return 10 ** (g / 20)
+
+
+# --------------------------------------------------------------------------------------
+# drive
+# --------------------------------------------------------------------------------------
+
+
+class DriveTopology(Topology):
+    """Drive pedal: dry path plus a band-limited, clipped gain path, then tone and level.
+
+    Signal flow (all filters bilinear, see ``CONTROLS`` for units)::
+
+        u = G * LP1(gain_lp_hz) HP1(input_hp_hz) x          G = 10^(pre_gain_db/20)
+        z = dry_mix * x + clip(u; pos = e^a, neg = e^-a, knee)   a = clip_asym
+        y = 10^(level_db/20) * HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz) DC(z)
+
+    ``dry_mix`` ~ 1: Tube-Screamer family (op-amp feedback clipping, y ~ x + clip(Gx));
+    ``dry_mix`` ~ 0: series clipping (RAT, DS-1); a large ``clip_knee`` is a hard
+    clipper. The clipper runs ``oversample`` times faster. The clip levels' geometric
+    mean is fixed at 1 (``level_db`` sets loudness) so no two controls do the same.
+    """
+
+    NAME = "drive"
+    CONTROLS = (
+        ControlSpec("input_hp_hz", "Hz", 10.0, 3000.0, 300.0, "log",
+                    "first-order high-pass before the clipper (Attack)"),
+        ControlSpec("pre_gain_db", "dB", -20.0, 70.0, 20.0, "lin", "gain into the clipper (Drive)"),
+        ControlSpec("gain_lp_hz", "Hz", 500.0, 20000.0, 8000.0, "log",
+                    "first-order low-pass of the gain path (op-amp feedback cap)"),
+        ControlSpec("clip_asym", "", -1.5, 1.5, 0.0, "lin",
+                    "clip levels pos = e^a, neg = e^-a (asymmetry)"),
+        ControlSpec("clip_knee", "", 0.5, 12.0, 2.0, "log", "clip knee: 1 soft ... 12 hard"),
+        ControlSpec("dry_mix", "", 0.0, 2.0, 0.5, "lin",
+                    "dry path gain beside the clipped path (TS ~ 1, series clipper 0)"),
+        ControlSpec("tone_lp_hz", "Hz", 300.0, 20000.0, 6000.0, "log", "tone low-pass (Bright)"),
+        ControlSpec("tone_shelf_hz", "Hz", 300.0, 12000.0, 2000.0, "log", "tone high-shelf corner"),
+        ControlSpec("tone_shelf_db", "dB", -24.0, 24.0, 0.0, "lin", "tone high-shelf gain (Bright)"),
+        ControlSpec("level_db", "dB", -60.0, 40.0, 0.0, "lin", "output level"),
+    )
+    SEARCH = ("pre_gain_db", "dry_mix", "clip_knee", "clip_asym", "input_hp_hz", "tone_lp_hz")
+
+    def _signal(self, x, c, p: _Path):
+        sr = p.sr
+        pre = [onepole_coeffs("highpass", sr, c["input_hp_hz"]),
+               onepole_coeffs("lowpass", sr, c["gain_lp_hz"])]
+        u = p.lin(x, pre, gain=_db(c["pre_gain_db"]), up=p.os)
+        a = c["clip_asym"][:, None].to(x.dtype)
+        clipped = asym_soft_clip(u, torch.exp(a), torch.exp(-a), c["clip_knee"][:, None].to(x.dtype))
+        if p.os > 1:
+            clipped = p.lin(clipped, [], down=p.os)
+        z = clipped + c["dry_mix"][:, None].to(x.dtype) * x
+        post = [onepole_coeffs("highpass", sr, torch.full_like(c["level_db"], 5.0)),
+                biquad_coeffs("lowpass", sr, c["tone_lp_hz"], 0.7071),
+                biquad_coeffs("highshelf", sr, c["tone_shelf_hz"], 0.7071, c["tone_shelf_db"])]
+        return p.lin(z, post, gain=_db(c["level_db"]))
+
+
+# --------------------------------------------------------------------------------------
+# amp
+# --------------------------------------------------------------------------------------
+
+#: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
+AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
+                          c1_farad=470e-12, c2_farad=22e-9, c3_farad=22e-9)
+
+
+class AmpTopology(Topology):
+    """Guitar amp: coupling, two preamp tube stages, TMB stack, power amp, feedback EQ.
+
+    Signal flow (the part from the first tube stage on runs ``oversample`` x)::
+
+        x -> HP(in_hp_hz) -> * pre_gain_db -> tube(bias1) -> HP(inter1_hp_hz) LP(inter1_lp_hz)
+          -> * stage2_gain_db -> tube(bias2) -> HP(inter2_hp_hz) LP(inter2_lp_hz)
+          -> TMB(tonestack_treble/mid/bass; R1..R4, C1..C3 shared, learnable tapers)
+          -> * post_gain_db -> sag: e = sqrt(LP1(sag_time_s) u^2), u *= 1/(1 + sag_depth*relu(e - sag_threshold))
+          -> * master_db -> push_pull(pa_bias, pa_crossover, pa_level) -> HS(presence_hz, presence_db)
+          -> peak(depth_hz, depth_db) -> DC block -> * level_db
+
+    Tube stages: ``tube_stage(x, bias, 1, 1)``; power stage ``push_pull(x, pa_bias,
+    pa_crossover, pa_level)`` (dsp.shapers): ``pa_bias`` (Bias) is the operating point
+    (> 0 hot class AB, < 0 cold: a dead zone, crossover distortion), ``pa_crossover``
+    (Bias_X) the sharpness of the tubes' turn-on corner. Tone-stack components are shared, learnable in the log
+    domain from a Marshall-like preset; each pot has a learnable taper
+    ``expm1(k p)/expm1(k)``.
+    """
+
+    NAME = "amp"
+    CONTROLS = (
+        ControlSpec("in_hp_hz", "Hz", 10.0, 1000.0, 40.0, "log", "input coupling high-pass"),
+        ControlSpec("pre_gain_db", "dB", -20.0, 60.0, 20.0, "lin", "gain into tube stage 1 (Pre_Gain)"),
+        ControlSpec("tube1_bias", "", -0.8, 0.8, 0.2, "lin", "stage 1 operating point"),
+        ControlSpec("inter1_hp_hz", "Hz", 10.0, 2000.0, 100.0, "log", "interstage 1 high-pass"),
+        ControlSpec("inter1_lp_hz", "Hz", 1000.0, 20000.0, 10000.0, "log", "interstage 1 low-pass"),
+        ControlSpec("stage2_gain_db", "dB", -20.0, 50.0, 10.0, "lin", "gain into tube stage 2"),
+        ControlSpec("tube2_bias", "", -0.8, 0.8, 0.2, "lin", "stage 2 operating point"),
+        ControlSpec("inter2_hp_hz", "Hz", 10.0, 2000.0, 60.0, "log", "interstage 2 high-pass"),
+        ControlSpec("inter2_lp_hz", "Hz", 1000.0, 20000.0, 8000.0, "log", "interstage 2 low-pass"),
+        ControlSpec("tonestack_treble", "fraction", 0.0, 1.0, 0.5, "lin", "treble pot (Treble)"),
+        ControlSpec("tonestack_mid", "fraction", 0.0, 1.0, 0.5, "lin", "mid pot (Mid)"),
+        ControlSpec("tonestack_bass", "fraction", 0.0, 1.0, 0.5, "lin", "bass pot (Bass)"),
+        ControlSpec("post_gain_db", "dB", -40.0, 40.0, 0.0, "lin", "preamp output level (Post_Gain)"),
+        ControlSpec("sag_depth", "", 0.0, 20.0, 0.5, "lin", "sag compression depth (Sag)"),
+        ControlSpec("sag_threshold", "", 0.0, 2.0, 0.3, "lin", "envelope level where sag starts"),
+        ControlSpec("sag_time_s", "s", 0.002, 0.2, 0.03, "log", "sag envelope time constant"),
+        ControlSpec("master_db", "dB", -30.0, 40.0, 6.0, "lin", "power-amp drive (Master)"),
+        ControlSpec("pa_bias", "", -0.5, 0.5, 0.0, "lin", "power-tube operating point (Bias; < 0 cold)"),
+        ControlSpec("pa_crossover", "", 0.0, 0.5, 0.02, "lin", "push-pull turn-on corner width (Bias_X)"),
+        ControlSpec("pa_level", "", 0.1, 4.0, 1.0, "log", "power-amp saturation level"),
+        ControlSpec("presence_hz", "Hz", 1000.0, 10000.0, 3000.0, "log", "presence shelf corner"),
+        ControlSpec("presence_db", "dB", -18.0, 18.0, 0.0, "lin", "presence shelf gain (Presence)"),
+        ControlSpec("depth_hz", "Hz", 40.0, 300.0, 100.0, "log", "depth resonance"),
+        ControlSpec("depth_db", "dB", -18.0, 18.0, 0.0, "lin", "depth resonance gain (Depth)"),
+        ControlSpec("level_db", "dB", -60.0, 40.0, 0.0, "lin", "output level"),
+    )
+    SEARCH = ("pre_gain_db", "stage2_gain_db", "post_gain_db", "master_db", "tube1_bias",
+              "tube2_bias")
+
+    def _shared_init(self):
+        d = {f"log_{k}": math.log(v) for k, v in AMP_TONESTACK_INIT.items()}
+        d.update(taper_treble=0.5, taper_mid=0.5, taper_bass=3.4)
+        return d
+
+    def _shared_physical(self):
+        s = self.shared
+        out = {k[4:]: torch.exp(v) for k, v in s.items() if k.startswith("log_")}
+        out.update({k: v.abs() + 1e-3 for k, v in s.items() if k.startswith("taper_")})
+        return out
+
+    def _signal(self, x, c, p: _Path):
+        sr, os_ = p.sr, p.os
+        rs = sr * os_
+        B = x.shape[0]
+        col = lambda k: c[k][:, None].to(x.dtype)  # noqa: E731
+        u = p.lin(x, [onepole_coeffs("highpass", sr, c["in_hp_hz"])], gain=_db(c["pre_gain_db"]), up=os_)
+        one = torch.ones_like(u[:, :1])
+        u = tube_stage(u, col("tube1_bias"), one, one)
+        u = p.lin(u, [onepole_coeffs("highpass", rs, c["inter1_hp_hz"]),
+                      onepole_coeffs("lowpass", rs, c["inter1_lp_hz"])], gain=_db(c["stage2_gain_db"]))
+        u = tube_stage(u, col("tube2_bias"), one, one)
+        dt = torch.float64
+        comp = {k: c[k].to(dt).expand(B) for k in AMP_TONESTACK_INIT}
+        t = _taper(c["tonestack_treble"], c["taper_treble"].to(dt))
+        m = _taper(c["tonestack_mid"], c["taper_mid"].to(dt))
+        l = _taper(c["tonestack_bass"], c["taper_bass"].to(dt))
+        ts = tonestack_coeffs(rs, t, m, l, **comp)
+        u = p.lin(u, [onepole_coeffs("highpass", rs, c["inter2_hp_hz"]),
+                      onepole_coeffs("lowpass", rs, c["inter2_lp_hz"]), ts],
+                  gain=_db(c["post_gain_db"]))
+        # sag (feed-forward envelope of the power-amp input)
+        env2 = p.lin(u * u, [onepole_coeffs("lowpass", rs, 1.0 / (2 * math.pi * c["sag_time_s"]))],
+                     n_scale=2)
+        env = torch.sqrt(env2.clamp_min(0.0) + 1e-10)
+        g = 1.0 / (1.0 + col("sag_depth") * F.softplus(20 * (env - col("sag_threshold"))) / 20)
+        g = g.to(x.dtype)
+        u = u * g * _db(col("master_db"))
+        u = push_pull(u, col("pa_bias"), col("pa_crossover"), col("pa_level"))
+        post = [biquad_coeffs("highshelf", rs, c["presence_hz"], 0.7071, c["presence_db"]),
+                biquad_coeffs("peak", rs, c["depth_hz"], 0.9, c["depth_db"]),
+                onepole_coeffs("highpass", rs, torch.full_like(c["depth_hz"], 5.0))]
+        return p.lin(u, post, gain=_db(c["level_db"]), down=os_) if os_ > 1 else \
+            p.lin(u, post, gain=_db(c["level_db"]))
+
+
+# --------------------------------------------------------------------------------------
+# eq_match
+# --------------------------------------------------------------------------------------
+
+
+class EqMatchTopology(Topology):
+    """Linear matching EQ (e.g. DI matching): HP -> low shelf -> 4 peaks -> high shelf
+    -> LP -> gain. No nonlinearity, no oversampling."""
+
+    NAME = "eq_match"
+    N_PEAKS = 4
+    CONTROLS = (
+        ControlSpec("hp_hz", "Hz", 5.0, 500.0, 10.0, "log", "high-pass (2nd order)"),
+        ControlSpec("low_shelf_hz", "Hz", 40.0, 1000.0, 150.0, "log", "low shelf corner"),
+        ControlSpec("low_shelf_db", "dB", -24.0, 24.0, 0.0, "lin", "low shelf gain"),
+        *[s for i in range(4) for s in (
+            ControlSpec(f"peak{i + 1}_hz", "Hz", 40.0, 16000.0, float(200 * 3 ** i), "log", "peak centre"),
+            ControlSpec(f"peak{i + 1}_db", "dB", -24.0, 24.0, 0.0, "lin", "peak gain"),
+            ControlSpec(f"peak{i + 1}_q", "", 0.2, 8.0, 1.0, "log", "peak Q"))],
+        ControlSpec("high_shelf_hz", "Hz", 1000.0, 16000.0, 5000.0, "log", "high shelf corner"),
+        ControlSpec("high_shelf_db", "dB", -24.0, 24.0, 0.0, "lin", "high shelf gain"),
+        ControlSpec("lp_hz", "Hz", 1000.0, 23000.0, 22000.0, "log", "low-pass (2nd order)"),
+        ControlSpec("level_db", "dB", -60.0, 40.0, 0.0, "lin", "output gain"),
+    )
+    SEARCH = ()
+    LINEAR = True
+
+    def __init__(self, sample_rate: float = 48000.0, oversample: int = 1):
+        super().__init__(sample_rate, 1)
+
+    def _signal(self, x, c, p: _Path):
+        sr = p.sr
+        co = [biquad_coeffs("highpass", sr, c["hp_hz"], 0.7071),
+              biquad_coeffs("lowshelf", sr, c["low_shelf_hz"], 0.7071, c["low_shelf_db"])]
+        for i in range(self.N_PEAKS):
+            co.append(biquad_coeffs("peak", sr, c[f"peak{i + 1}_hz"], c[f"peak{i + 1}_q"], c[f"peak{i + 1}_db"]))
+        co += [biquad_coeffs("highshelf", sr, c["high_shelf_hz"], 0.7071, c["high_shelf_db"]),
+               biquad_coeffs("lowpass", sr, c["lp_hz"], 0.7071)]
+        return p.lin(x, co, gain=_db(c["level_db"]))
+
+
+TOPOLOGIES: dict[str, type[Topology]] = {
+    "drive": DriveTopology,
+    "amp": AmpTopology,
+    "eq_match": EqMatchTopology,
+}
+
+
+def make_topology(name: str, sample_rate: float = 48000.0, oversample: int = 2) -> Topology:
+    """Instantiate a topology by name (``drive``, ``amp``, ``eq_match``)."""
+    try:
+        cls = TOPOLOGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown topology {name!r}; known: {sorted(TOPOLOGIES)}") from None
+    return cls(sample_rate=sample_rate, oversample=oversample)

@@ -1,0 +1,200 @@
+"""The fitter and the twin API: a synthetic drive with known knob->control curves is
+fitted and scored at a setting it never saw; cancellation; checkpoint + resume;
+persistence; latency; the library's independence from the UI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dsp import losses
+from dsp.fit import FitConfig, measure_latency, shift_signal
+from dsp.topologies import make_topology
+from dsp.twin import FittedBlock, KnobSpec, Progress, TrainItem, fit_block
+
+torch.set_num_threads(1)
+SR = 48000
+
+
+def guitar_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Decaying harmonic notes at random pitch and level, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    y = np.zeros(n)
+    t0 = 0
+    while t0 < n:
+        dur = int(rng.uniform(0.1, 0.3) * SR)
+        f0 = 82.4 * 2 ** (rng.integers(0, 30) / 12)
+        tt = np.arange(min(3 * dur, n - t0)) / SR
+        note = sum(0.7 ** h * np.sin(2 * np.pi * f0 * (h + 1) * tt + rng.uniform(0, 6.28))
+                   * np.exp(-tt * (2 + 1.5 * h)) for h in range(8))
+        y[t0: t0 + len(tt)] += 10 ** rng.uniform(-1.6, -0.3) * note
+        t0 += dur
+    return (y + 10 ** -2.5 * rng.standard_normal(n)).astype(np.float32)
+
+
+ATTACK_HZ = [60.0, 120.0, 250.0, 500.0, 900.0, 1500.0]
+
+
+def drive_truth(k: dict) -> dict:
+    """Ground truth: Drive -> pre_gain_db (slightly curved), Attack -> input_hp_hz (table),
+    Bright -> tone_lp_hz and tone_shelf_db; a TS-like dry path and asymmetric clipper."""
+    d, a, b = k.get("Drive", 5.0), k.get("Attack", 3), k.get("Bright", 5.0)
+    return dict(gain_lp_hz=6000.0, clip_asym=0.25, clip_knee=2.5, dry_mix=1.0, tone_shelf_hz=1500.0,
+                level_db=-4.0, pre_gain_db=6 + 3.6 * d + 0.08 * d * d,
+                input_hp_hz=ATTACK_HZ[int(round(a)) - 1], tone_lp_hz=2000.0 * 2 ** (b / 4),
+                tone_shelf_db=-6 + 1.2 * b)
+
+
+def render_truth(settings, x):
+    topo = make_topology("drive", SR, 2)
+    raw = torch.cat([topo.raw_from_physical(drive_truth(s)) for s in settings])
+    with torch.no_grad():
+        y = topo(torch.from_numpy(x.astype(np.float64)).expand(len(settings), -1), raw, exact=True)
+    return y.numpy().astype(np.float32)
+
+
+KNOBS = [KnobSpec("Drive", affects=("pre_gain_db",)),
+         KnobSpec("Attack", kind="switch", positions=(1, 2, 3, 4, 5, 6), reference=3,
+                  affects=("input_hp_hz",)),
+         KnobSpec("Bright", affects=("tone_lp_hz", "tone_shelf_db"))]
+
+TRAIN = [{"Drive": 0.0}, {"Drive": 5.0}, {"Drive": 10.0}, {"Attack": 1}, {"Attack": 6},
+         {"Bright": 0.0}, {"Bright": 10.0}]
+HOLDOUT = {"Drive": 7.5, "Attack": 6, "Bright": 2.5}  # never captured
+
+
+def _full(s):
+    return {"Drive": 5.0, "Attack": 3, "Bright": 5.0, **s}
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = guitar_like(1.0, seed=1)
+    settings = [_full(s) for s in TRAIN] + [HOLDOUT]
+    y = render_truth(settings, x)
+    items = [TrainItem(f"cap{i}", s, x, y[i], SR) for i, s in enumerate(settings[:-1])]
+    items.append(TrainItem("held", HOLDOUT, x, y[-1], SR, holdout=True))
+    return x, items
+
+
+FAST = FitConfig(search_candidates=24, search_excerpt_s=0.2, refine_steps=15, per_capture_steps=80,
+                 curve_steps=150, joint_steps=50, segment_s=0.3, eval_every=25)
+
+
+def test_synthetic_drive_fit_generalises_to_an_uncaptured_setting(data):
+    x, items = data
+    events: list[Progress] = []
+    block = fit_block("drive", KNOBS, items, seed=0, config=FAST, on_progress=events.append)
+    rep = block.report()
+    held = [r for r in rep["items"] if r["holdout"]][0]
+    # the untrained twin (default controls) at the held-out setting, same scoring
+    topo = make_topology("drive", SR, 2)
+    with torch.no_grad():
+        y0 = topo(torch.from_numpy(x.astype(np.float64))[None], topo.default_raw()[None], exact=True)[0]
+    untrained = losses.esr_numpy(y0.numpy(), items[-1].target)
+    threshold = 0.01
+    print(f"held-out ESR fitted {held['esr']:.2e}, untrained {untrained:.3f}")
+    assert untrained > 10 * threshold, untrained
+    assert held["esr"] < threshold, (held["esr"], untrained)
+    assert rep["holdout"]["count"] == 1 and rep["train"]["count"] == len(TRAIN)
+    assert rep["train"]["mean"] < threshold
+    assert held["verdict"] == losses.verdict(held["esr"])
+    assert rep["status"] == "complete"
+    stages = [e.stage for e in events]
+    assert stages[0] == "latency" and stages[-1] == "report"
+    assert {"init", "per_capture", "curves", "joint"} <= set(stages)
+    assert any(e.holdout_esr is not None for e in events if e.stage == "joint")
+    # render at the held-out setting matches what the report scored
+    y = block.render(HOLDOUT, x, SR)
+    assert abs(losses.esr_numpy(y, items[-1].target) - held["esr"]) < 1e-6
+    # the learned Drive curve is monotone like the truth's
+    gains = [block.controls({"Drive": d})["pre_gain_db"] for d in (0.0, 2.5, 5.0, 7.5, 10.0)]
+    assert all(b > a for a, b in zip(gains, gains[1:])), gains
+
+
+TINY = FitConfig(oversample=1, search_candidates=4, search_excerpt_s=0.05, refine_steps=2,
+                 per_capture_steps=8, curve_steps=6, joint_steps=8, segment_s=0.05, eval_every=4,
+                 checkpoint_interval_s=1e9)
+
+
+@pytest.fixture(scope="module")
+def tiny_items(data):
+    x, items = data
+    return [TrainItem(it.name, it.knobs, it.input[:12000], it.target[:12000], SR, holdout=it.holdout)
+            for it in items[:3] + items[-1:]]
+
+
+def test_cancellation_stops_early(tiny_items):
+    events = []
+    block = fit_block("drive", KNOBS, tiny_items, config=TINY, on_progress=events.append,
+                      should_stop=lambda: len(events) >= 3)
+    assert block.report()["status"] == "cancelled"
+    assert len(events) == 3
+    assert events[-1].stage != "report"
+
+
+def _map_json(block):
+    return json.dumps(block.to_dict()["knob_map"], sort_keys=True)
+
+
+def test_checkpoint_and_resume_continue_deterministically(tiny_items, tmp_path):
+    full = fit_block("drive", KNOBS, tiny_items, seed=3, config=TINY)
+    ckpt = tmp_path / "fit.ckpt"
+    seen: list[Progress] = []
+
+    def stop():
+        return any(e.stage == "per_capture" and e.step >= 5 for e in seen)
+
+    part = fit_block("drive", KNOBS, tiny_items, seed=3, config=TINY, on_progress=seen.append,
+                     should_stop=stop, checkpoint_path=ckpt)
+    assert part.report()["status"] == "cancelled" and ckpt.exists()
+    after: list[Progress] = []
+    resumed = fit_block("drive", KNOBS, tiny_items, seed=3, config=TINY, on_progress=after.append,
+                        checkpoint_path=ckpt, resume=True)
+    assert (after[0].stage, after[0].step) == ("per_capture", 6)  # continues, not restarts
+    assert resumed.report()["status"] == "complete"
+    assert _map_json(resumed) == _map_json(full)
+    assert resumed.shared_raw == full.shared_raw
+    # a checkpoint from other data is refused
+    other = [TrainItem(it.name, it.knobs, it.input, it.target * 0.5, SR, holdout=it.holdout)
+             for it in tiny_items]
+    with pytest.raises(ValueError, match="checkpoint"):
+        fit_block("drive", KNOBS, other, seed=3, config=TINY, checkpoint_path=ckpt, resume=True)
+
+
+def test_fitted_block_save_load_render(tiny_items, tmp_path):
+    block = fit_block("drive", KNOBS, tiny_items, seed=0, config=TINY)
+    path = tmp_path / "drive.twin.json"
+    block.save(path)
+    again = FittedBlock.load(path)
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(block.to_dict(), sort_keys=True)
+    x = tiny_items[0].input[:4800]
+    s = {"Drive": 3.3, "Attack": 5, "Bright": 9.1}
+    np.testing.assert_array_equal(again.render(s, x, SR), block.render(s, x, SR))
+    y44 = block.render(s, x[:4410], 44100)  # any sample rate: controls are physical
+    assert y44.shape == (4410,) and np.isfinite(y44).all()
+    with pytest.raises(KeyError):
+        block.render({"Volume": 1.0}, x, SR)
+    assert not list(tmp_path.glob("*.tmp*"))  # atomic write leaves no temp file
+
+
+def test_latency_is_measured_and_compensated():
+    rng = np.random.default_rng(0)
+    x = np.convolve(rng.standard_normal(24000), np.ones(4) / 4, "same")
+    y = np.concatenate([np.zeros(37), -0.5 * x[:-37]])
+    d, sign = measure_latency(x, y, 200)
+    assert round(d) == 37 and sign < 0
+    back = shift_signal(y, 37.0)
+    assert np.allclose(back[:-37], -0.5 * x[:-37])
+
+
+def test_dsp_does_not_import_the_ui():
+    code = ("import sys, dsp.twin, dsp.fit, dsp.topologies, dsp.controls, dsp.losses; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'unit_tui')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
