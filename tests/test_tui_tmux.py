@@ -83,7 +83,8 @@ def test_real_app_in_tmux(tmp_path, project):
         tmux("set-option", "-g", "set-clipboard", "on")
         first_frame = tmux.wait_for("0/7 ready", timeout=FIRST_FRAME_S)
         print(f"first frame with progress header after {first_frame:.2f} s (tmux start {time.monotonic() - started:.2f} s)")
-        assert FIRST in tmux.screen()
+        rows = tmux.wait_for(FIRST, timeout=FIRST_FRAME_S)  # the rows follow the header
+        print(f"table rows on screen after {rows:.2f} s")
 
         # c: the name on screen and, through OSC 52, on tmux's clipboard.
         tmux("send-keys", "-t", "ui", "c")
