@@ -248,3 +248,24 @@ def test_cli_runs_as_a_console_script_without_torch(tiny):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert proc.returncode == 0, proc.stderr
     assert "0/5 ready" in proc.stdout
+
+
+def test_check_results_are_cached_on_disk_and_invalidated_by_changes(tiny, monkeypatch):
+    rel = "Tiny Rig/01_Fuzz/01_Single_Sweeps/01_Fuzz_Drive_0p0.wav"
+    render(tiny, rel)
+    first = tiny.scan()
+    assert first.ready == 1
+    import unit_tui.project as projmod
+
+    def boom(*a, **k):
+        raise AssertionError("re-checked a file that did not change")
+
+    monkeypatch.setattr(projmod, "check_capture", boom)
+    again = Project.open(tiny.root).scan()  # a fresh process would read the cache too
+    assert again.ready == 1 and again.states[0].result.latency_samples == first.states[0].result.latency_samples
+    calls = []
+    monkeypatch.setattr(projmod, "check_capture", lambda path, ctx, now=None: calls.append(path) or projmod.CheckResult.missing())
+    render(tiny, rel, fn=lambda x: np.tanh(9 * x))  # the user re-bounces: size/mtime change
+    os.utime(tiny.path(rel), ns=(1, 1))
+    Project.open(tiny.root).scan()
+    assert calls == [tiny.path(rel)]

@@ -90,6 +90,12 @@ class CheckResult:
                 "sample_rate": self.sample_rate, "frames": self.frames, "channels": self.channels,
                 "latency_samples": self.latency_samples}
 
+    @classmethod
+    def from_dict(cls, d: dict, fingerprint: np.ndarray | None = None) -> "CheckResult":
+        """The inverse of :meth:`to_dict` (the fingerprint travels separately)."""
+        return cls(Status(d["status"]), list(d["problems"]), list(d["notes"]), d.get("sample_rate"),
+                   d.get("frames"), d.get("channels"), d.get("latency_samples"), fingerprint)
+
 
 @dataclass
 class CheckContext:

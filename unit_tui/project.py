@@ -33,6 +33,8 @@ from .rig import Rig, RigError, parse_rig
 RIG_FILE = "rig.toml"
 STATE_DIR = ".unit"
 LAYOUT_FILE = "input_layout.json"
+CHECK_CACHE_FILE = "check_cache.json"
+CHECK_CACHE_VERSION = 1  # bump when check_capture's verdicts change
 
 
 class ProjectError(Exception):
@@ -120,7 +122,8 @@ class Project:
         self._plan: Plan | None = None
         self._plan_key: tuple | None = None
         self._ctx: CheckContext | None = None
-        self._cache: dict[str, tuple[int, int, CheckResult]] = {}
+        self._cache: dict[str, tuple[int, int, CheckResult]] | None = None  # loaded lazily from disk
+        self._cache_dirty = False
         self.messages: list[str] = []  # what `create` found worth telling the user
 
     # ------------------------------------------------------------------ open / create
@@ -333,15 +336,56 @@ class Project:
         return self._ctx
 
     def check(self, relpath: str, now: float | None = None) -> CheckResult:
-        """Check one capture file, cached on its size and modification time."""
+        """Check one capture file, cached (in memory and in ``.unit/check_cache.json``) on
+        its size and modification time, so re-opening a project does not re-read audio."""
+        cache = self._load_check_cache()
         path = self.path(relpath)
         key = _stat_key(path)
-        cached = self._cache.get(relpath)
+        cached = cache.get(relpath)
         if cached is not None and cached[:2] == key and cached[2].status != Status.WRITING:
             return cached[2]
         result = check_capture(path, self.context(), now=now)
-        self._cache[relpath] = (*key, result)
+        if result.status in (Status.READY, Status.INVALID):
+            cache[relpath] = (*key, result)
+            self._cache_dirty = True
         return result
+
+    def _check_cache_path(self) -> Path:
+        return self.state_dir / CHECK_CACHE_FILE
+
+    def _load_check_cache(self) -> dict[str, tuple[int, int, CheckResult]]:
+        if self._cache is not None:
+            return self._cache
+        self._cache = {}
+        try:
+            data = json.loads(self._check_cache_path().read_text())
+            if data.get("version") != CHECK_CACHE_VERSION or data.get("input_key") != list(_stat_key(self.input_path)):
+                return self._cache
+            import numpy as np
+
+            for rel, e in data["entries"].items():
+                fp = None if e.get("fingerprint") is None else np.asarray(e["fingerprint"], dtype=np.float32)
+                self._cache[rel] = (int(e["size"]), int(e["mtime_ns"]), CheckResult.from_dict(e["result"], fp))
+        except (OSError, ValueError, KeyError, TypeError):
+            self._cache = {}  # no cache, or a damaged one: check again
+        return self._cache
+
+    def save_check_cache(self) -> None:
+        """Write the check cache if it changed (atomic; the project's own state file)."""
+        if not self._cache_dirty or self._cache is None:
+            return
+        entries = {
+            rel: {"size": size, "mtime_ns": mtime, "result": res.to_dict(),
+                  "fingerprint": None if res.fingerprint is None else [round(float(v), 2) for v in res.fingerprint]}
+            for rel, (size, mtime, res) in self._cache.items()
+        }
+        data = {"version": CHECK_CACHE_VERSION, "input_key": list(_stat_key(self.input_path)), "entries": entries}
+        try:
+            self.state_dir.mkdir(exist_ok=True)
+            atomic_write_bytes(self._check_cache_path(), json.dumps(data, separators=(",", ":")).encode())
+            self._cache_dirty = False
+        except OSError:
+            pass  # a cache only: a read-only project still works
 
     def check_file(self, path: str | Path) -> CheckResult:
         """Check any WAV against this project's test signal (not cached)."""
@@ -373,7 +417,8 @@ class Project:
         states: list[CaptureState] = []
         for cap in plan.captures:
             if cap.relpath not in present:
-                self._cache.pop(cap.relpath, None)
+                if self._load_check_cache().pop(cap.relpath, None) is not None:
+                    self._cache_dirty = True
                 states.append(CaptureState(cap.relpath, CheckResult.missing(), cap))
                 continue
             if tracker is not None and tracker.observe(self.path(cap.relpath), now) == Status.WRITING:
@@ -405,6 +450,7 @@ class Project:
                 close = closest_name(name, names or [r.rsplit("/", 1)[1] for r in expected])
                 hint = f"matches no capture; did you mean {close}?" if close else "matches no capture of the plan"
             extras.append(CaptureState(rel, CheckResult.extra(hint), None, hint))
+        self.save_check_cache()
         return ProjectStatus(states=states, extras=extras, notices=list(plan.notices))
 
     # ------------------------------------------------------------------ estimates
