@@ -15,7 +15,6 @@ sinc FIR per factor, defined in ``oversampling_fir``; the filtering is zero-phas
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np

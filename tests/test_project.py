@@ -13,7 +13,7 @@ import soundfile as sf
 
 from unit_tui.checks import Status
 from unit_tui.cli import main
-from unit_tui.project import Project, ProjectError
+from unit_tui.project import Project
 from unit_tui.rig import template_text
 
 SR = 48000

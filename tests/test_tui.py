@@ -631,3 +631,16 @@ async def test_typing_in_a_field_never_triggers_app_keys(tmp_path):
         await pilot.press("q", "t", "c", "n")
         assert name.value == "qtcn"
         assert app.is_running and app.theme == "unit-dark"
+
+
+def test_first_frame_imports_stay_light(project):
+    """The app, the CLI and opening a project's plan need neither numpy nor soundfile:
+    they load in the scan thread after the first frame (budget: first frame <= 0.5 s,
+    measured by benchmarks/tui_startup.py)."""
+    code = ("import sys, unit_tui.cli, unit_tui.app\n"
+            "from unit_tui.project import Project\n"
+            f"p = Project.open({str(project.root)!r}); p.plan()\n"
+            "heavy = [m for m in ('torch', 'numpy', 'soundfile', 'scipy') if m in sys.modules]\n"
+            "sys.exit(('imported: ' + ', '.join(heavy)) if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import numpy as np
+import math
 
 from .rig import Block, Knob, Rig
 
@@ -101,16 +101,18 @@ def chaos_filename(index: int) -> str:
     return f"Chaos_Full_{index:02d}.wav"
 
 
-def draw_chaos_value(knob: Knob, rng: np.random.Generator) -> float:
+def draw_chaos_value(knob: Knob, rng) -> float:
     lo, hi = knob.chaos_limits
     if knob.kind == "switch":
         choices = [p for p in knob.positions if lo <= p <= hi]
         return float(choices[int(rng.integers(len(choices)))])
-    return float(np.round(rng.uniform(lo, hi), 1))
+    return round(float(rng.uniform(lo, hi)), 1)
 
 
 def draw_chaos_setting(block: Block, index: int) -> dict[str, float]:
     """Preset ``index`` (1-based) of ``block``: the same numbers whenever it is drawn."""
+    import numpy as np  # only when presets are drawn
+
     rng = np.random.default_rng([block.chaos_seed, index])
     setting = {}
     for knob in block.knobs:
@@ -206,7 +208,7 @@ def parse_chaos_map(text: str, block: Block, source: str = CHAOS_MAP) -> ChaosMa
                     value = float(cell)
                 except ValueError:
                     raise PlanError(f"{where}: {col} = {cell!r} is not a number.") from None
-                if not np.isfinite(value) or not knob.minimum <= value <= knob.maximum:
+                if not math.isfinite(value) or not knob.minimum <= value <= knob.maximum:
                     raise PlanError(f"{where}: {col} = {cell} is outside the knob's range {knob.minimum:g}-{knob.maximum:g}.")
                 if knob.kind == "switch" and (value != int(value) or int(value) not in knob.positions):
                     raise PlanError(f"{where}: {col} = {cell} is not a switch position {list(knob.positions)}.")

@@ -24,11 +24,33 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from . import plan as planmod
-from .audio_io import CaptureReadError, read_capture, atomic_write_bytes, write_wav_atomic
-from .checks import CheckContext, CheckResult, ReadinessTracker, Status, check_capture, closest_name, find_duplicates
 from .plan import Capture, ChaosMap, Plan, PlanError
 from .rig import Rig, RigError, parse_rig
+from .status import CheckResult, Status
+
+if TYPE_CHECKING:  # numpy/soundfile are imported when a file is first checked, not at start-up
+    from .checks import CheckContext, ReadinessTracker
+
+
+def read_capture(path):
+    from .audio_io import read_capture as _read
+
+    return _read(path)
+
+
+def check_capture(path, ctx, now=None):
+    from .checks import check_capture as _check
+
+    return _check(path, ctx, now=now)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    from .audio_io import atomic_write_bytes as _write
+
+    _write(path, data)
 
 RIG_FILE = "rig.toml"
 STATE_DIR = ".unit"
@@ -161,6 +183,8 @@ class Project:
                 f"{root} already exists and is not empty; nothing was changed. Choose a new folder,"
                 f" e.g. {root / rig.project}."
             )
+        from .audio_io import CaptureReadError, write_wav_atomic
+
         loaded = None
         if input_wav is not None:
             input_wav = Path(input_wav).expanduser()
@@ -320,6 +344,8 @@ class Project:
         return layout
 
     def load_input(self):
+        from .audio_io import CaptureReadError
+
         if not self.input_path.is_file():
             raise ProjectError(
                 f"{self.input_path}: the test signal is missing. Put the input.wav you bounce into this folder."
@@ -329,7 +355,9 @@ class Project:
         except CaptureReadError as exc:
             raise ProjectError(f"{self.input_path}: {exc}") from None
 
-    def context(self) -> CheckContext:
+    def context(self) -> "CheckContext":
+        from .checks import CheckContext
+
         if self._ctx is None:
             loaded = self.load_input()
             self._ctx = CheckContext(input_audio=loaded.audio, sample_rate=loaded.sample_rate, layout=self.layout())
@@ -403,7 +431,7 @@ class Project:
                 out.append(Path(dirpath, name).relative_to(self.root).as_posix())
         return out
 
-    def scan(self, now: float | None = None, tracker: ReadinessTracker | None = None) -> ProjectStatus:
+    def scan(self, now: float | None = None, tracker: "ReadinessTracker | None" = None) -> ProjectStatus:
         """The status of every planned capture, plus the extra files.
 
         With a ``tracker`` (live watching), a file is only checked once its size and
@@ -425,6 +453,8 @@ class Project:
                 states.append(CaptureState(cap.relpath, CheckResult.writing(), cap))
                 continue
             states.append(CaptureState(cap.relpath, self.check(cap.relpath, now=now), cap))
+
+        from .checks import closest_name, find_duplicates
 
         # Identical audio at different settings: a knob was not turned.
         items = {

@@ -36,7 +36,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..checks import CheckResult, ReadinessTracker, Status
+from ..status import CheckResult, Status
 from ..clipboard import copy_with_pyperclip, over_ssh, tmux_clipboard_hint, use_system_clipboard
 from ..messages import (ClipboardResult, FilesChanged, PlanReady, ProjectReloaded, ScanFailed, ScanFinished,
                         ScanProgress, WatchFailed)
@@ -105,7 +105,7 @@ class ChecklistScreen(Screen):
         self.scan_error: str | None = None
         self.scans_done = 0
         self.checked: tuple[int, int] | None = None  # first pass: (files checked, files on disk)
-        self._tracker = ReadinessTracker()
+        self._tracker_obj = None  # made in the scan thread: checks import numpy, not needed for frame one
         self._scan_running = False
         self._scan_again = False
         self._debounce: Timer | None = None
@@ -119,6 +119,15 @@ class ChecklistScreen(Screen):
         self._changes = ChangeSet()
 
     # ------------------------------------------------------------------ layout
+    @property
+    def _tracker(self):
+        """The readiness tracker (created on first use, in the scan thread)."""
+        if self._tracker_obj is None:
+            from ..checks import ReadinessTracker
+
+            self._tracker_obj = ReadinessTracker()
+        return self._tracker_obj
+
     def compose(self) -> ComposeResult:
         yield ProgressHeader(id="progress")
         yield Static(id="filters")
@@ -320,7 +329,7 @@ class ChecklistScreen(Screen):
         self.states = {}
         self.checked = None
         self.block_filter = None
-        self._tracker = ReadinessTracker()
+        self._tracker_obj = None
         self._warm = False
         self._last_plan = None
         self.notify("rig.toml changed: the plan was read again. Files that no longer belong show as extra.",
