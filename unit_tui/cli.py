@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def cmd_new(args) -> int:
         caps = plan.for_block(block.id)
         n_sweep = sum(1 for c in caps if c.kind == "sweep")
         print(f"  {block.id}: {len(caps)} captures ({n_sweep} sweeps, {len(caps) - n_sweep} chaos)")
-    print(f"Next: `unit-trainer tui {project.root}` shows the checklist.")
+    print(f"Next: `unit-trainer tui {shlex.quote(str(project.root))}` shows the checklist.")
     return 0
 
 

@@ -1,0 +1,117 @@
+"""train / render / report from the CLI on a real (tiny) project rendered by the virtual rig."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from unit_tui.capture import missing_captures, run_captures
+from unit_tui.cli import main
+from unit_tui.demo import virtual_renderer
+from unit_tui.project import Project
+from unit_tui.training import checkpoint_path, model_path
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+RIG = """
+format = 1
+project = "Train"
+rig_folder = "Train Rig"
+[[blocks]]
+id = "01_Pedal"
+topology = "drive"
+chaos_count = 3
+chaos_seed = 3
+  [[blocks.knobs]]
+  name = "Drive"
+  sweep = [0, 5, 10]
+  [[blocks.knobs]]
+  name = "Bright"
+  sweep = [0, 5, 10]
+  [[blocks.knobs]]
+  name = "Level"
+  role = "fixed"
+  fixed = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    sr = 48000
+    t = np.arange(int(2.5 * sr)) / sr
+    rng = np.random.default_rng(0)
+    x = np.zeros_like(t)
+    for k, f in enumerate((110, 147, 196, 82.4, 220)):
+        i0 = int((0.2 + 0.45 * k) * sr)
+        env = np.exp(-(t[: t.size - i0]) * 5)
+        x[i0:] += 0.3 * env * np.sign(np.sin(2 * np.pi * f * t[: t.size - i0])) * (0.6 + 0.4 * rng.random())
+    x = (0.5 * x / np.abs(x).max()).astype(np.float32)
+    sf.write(tmp / "in.wav", x, sr, subtype="PCM_24")
+    project = Project.create(tmp / "proj", RIG, input_wav=tmp / "in.wav")
+    outcomes = run_captures(project, missing_captures(project), virtual_renderer)
+    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+    assert main(["train", str(project.root), "--minutes", "0.6", "--every", "5"]) == 0
+    return project
+
+
+def test_train_writes_the_model_and_reports_held_out(trained, capsys):
+    assert model_path(trained, "01_Pedal").is_file()
+    assert main(["report", str(trained.root), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["01_Pedal"]
+    names = {it["name"]: it for it in rep["items"]}
+    assert len(names) == 9  # 6 sweeps + 3 chaos
+    assert names["Chaos_Full_03"]["holdout"] is True  # fewer than 10 presets: the last is held out
+    assert sum(it["holdout"] for it in rep["items"]) == 1
+    assert all(np.isfinite(it["esr"]) for it in rep["items"])
+    assert rep["holdout"]["median"] == names["Chaos_Full_03"]["esr"]
+    assert main(["report", str(trained.root)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out ESR" in text and "Chaos_Full_03" in text
+
+
+def test_render_any_setting_and_never_overwrite(trained, tmp_path, capsys):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    args = ["render", str(trained.root), "--block", "01_Pedal", "--input", str(trained.input_path)]
+    assert main([*args, "--set", "Drive=3.3", "--set", "Bright=7", "--output", str(a)]) == 0
+    assert main([*args, "--set", "Drive=9.1", "--output", str(b)]) == 0
+    ya, yb = sf.read(a)[0], sf.read(b)[0]
+    x = sf.read(trained.input_path)[0]
+    assert ya.shape == x.shape and np.abs(ya - yb).max() > 1e-3  # the knobs reach the twin
+    before = a.read_bytes()
+    assert main([*args, "--set", "Drive=1", "--output", str(a)]) == 2
+    assert "already exists" in capsys.readouterr().err and a.read_bytes() == before
+    assert main([*args, "--set", "Gain=1", "--output", str(tmp_path / "c.wav")]) == 2
+    assert "has no knob 'Gain'" in capsys.readouterr().err
+    assert main([*args, "--set", "Drive=11", "--output", str(tmp_path / "c.wav")]) == 2
+    assert "outside Drive's range 0-10" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_after_a_checkpoint_and_train_resumes(trained):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "unit_tui.cli", "train", str(trained.root), "--fresh", "--every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:  # wait until the fit is under way
+        lines.append(line)
+        if "per_capture" in line or "joint" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(lines) + out
+    assert "stopped" in out
+    assert checkpoint_path(trained, "01_Pedal").is_file()
+    done = subprocess.run([*cmd[:-3], "--minutes", "0.3", "--every", "5"], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resumed from the last checkpoint" in done.stdout
