@@ -16,7 +16,9 @@ numpy + soundfile only.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -288,16 +290,16 @@ def _finish(tmp: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + ``os.replace``.
-
-    The final name only ever holds the old content or the complete new content.
-    """
+@contextlib.contextmanager
+def atomic_file(path):
+    """Open a temp file beside ``path`` for binary writing; on success it replaces
+    ``path`` in one step (``os.replace``), on any error it is removed. The final name
+    only ever holds the old content or the complete new content."""
     path = Path(path)
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         _finish(tmp, path)
@@ -309,27 +311,27 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def atomic_copy(src, path) -> None:
+    """Copy the file ``src`` to ``path`` byte for byte, atomically."""
+    with open(src, "rb") as fin, atomic_file(path) as f:
+        shutil.copyfileobj(fin, f, 1 << 20)
+
+
 def write_wav_atomic(path, audio, sample_rate: int, subtype: str = "PCM_24") -> None:
-    """Write a WAV file atomically (temp file in the same folder + ``os.replace``).
+    """Write a WAV file atomically (see :func:`atomic_file`).
 
     ``audio`` is (frames,) or (frames, channels). PCM subtypes are clipped to [-1, 1].
     """
     import soundfile as sf
 
-    path = Path(path)
     a = np.asarray(audio)
     if subtype.upper().startswith("PCM"):
         a = np.clip(a, -1.0, 1.0)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, a, int(sample_rate), subtype=subtype, format="WAV")
-            f.flush()
-            os.fsync(f.fileno())
-        _finish(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path) as f:
+        sf.write(f, a, int(sample_rate), subtype=subtype, format="WAV")

@@ -183,7 +183,7 @@ class Project:
                 f"{root} already exists and is not empty; nothing was changed. Choose a new folder,"
                 f" e.g. {root / rig.project}."
             )
-        from .audio_io import CaptureReadError, write_wav_atomic
+        from .audio_io import CaptureReadError, atomic_copy, write_wav_atomic
 
         loaded = None
         if input_wav is not None:
@@ -225,9 +225,7 @@ class Project:
             state.mkdir(exist_ok=True)
             input_path = root / rig.test_signal
             if audio is None:
-                tmp = input_path.with_name(f".{input_path.name}.tmp")
-                shutil.copyfile(input_wav, tmp)
-                os.replace(tmp, input_path)
+                atomic_copy(input_wav, input_path)
             else:
                 write_wav_atomic(input_path, audio, rig.sample_rate, subtype="PCM_24")
             layout_data = {**layout.to_dict(), "_input_key": list(_stat_key(input_path))}
