@@ -127,6 +127,21 @@ class KnobControlMap(nn.Module):
         self.b1 = nn.Parameter(0.1 * torch.randn(self.hidden, generator=g))
         self.W2 = nn.Parameter(torch.zeros(C, self.hidden))
 
+    def set_affects(self, k: int, names) -> None:
+        """Restrict knob ``k`` to the controls ``names`` (e.g. inferred by the fitter
+        where the rig gives no hint); its other curves are zeroed. Saved in ``to_dict``
+        as the knob's ``affects``, so a loaded map is the same function."""
+        from dataclasses import replace
+
+        cnames = [c.name for c in self.controls]
+        self.knobs[k] = replace(self.knobs[k], affects=tuple(names))
+        with torch.no_grad():
+            self.mask[k] = 0.0
+            for n in names:
+                self.mask[k, cnames.index(n)] = 1.0
+            self.mlp_mask.copy_((self.mask.sum(0) >= 2).float())
+            self.curves[k].mul_(self.mask[k][:, None])
+
     # -- helpers ---------------------------------------------------------------------
     def knots(self, k: int) -> torch.Tensor:
         kd = self.knobs[k]

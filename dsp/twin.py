@@ -289,7 +289,7 @@ def fit_block(topology: str, knobs: list[KnobSpec], items: list[TrainItem], *, s
             cb = lambda ev: on_progress(Progress(**ev))  # noqa: E731
         done = fitter.run(cb, should_stop, time_budget_s, ckpt)
         status = "complete" if done else "cancelled"
-        if not done and fitter.stage < 3:  # stopped before the knob map was fitted:
+        if not done and fitter.stage < 1:  # stopped before the init stage set the map:
             with torch.no_grad():          # render the median per-capture controls
                 fitter.map.base.copy_(fitter.item_raw[fitter.train_idx].median(0).values)
         if done and time_budget_s is not None and fitter.elapsed > 0.9 * time_budget_s:
@@ -298,7 +298,7 @@ def fit_block(topology: str, knobs: list[KnobSpec], items: list[TrainItem], *, s
                                 "topology": topology, "polarity": fitter.polarity}
         rep = dict(rep, steps={"stage": fitter.stage, "step": fitter.step})
         return FittedBlock(topology, fitter.sr, fitter.cfg.oversample,
-                           {k: float(v) for k, v in fitter.topo.shared.items()},
+                           {k: float(v.detach()) for k, v in fitter.topo.shared.items()},
                            fitter.map.to_dict(), fitter.polarity, rep, status)
     finally:
         torch.set_num_threads(prev_threads)
