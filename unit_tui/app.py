@@ -4,7 +4,8 @@ One factory, :func:`create_app`, serves the CLI (``unit-trainer tui DIR`` and
 ``unit-trainer`` alone, through :func:`run_app`), the tests and the demo.
 
 Screens: the live capture checklist (:mod:`unit_tui.screens.checklist`), the project
-picker and the new-project setup. Importing this module never imports torch, so the
+picker, the new-project setup, the training job (:mod:`unit_tui.screens.training`) and
+the results (:mod:`unit_tui.screens.results`). Importing this module never imports torch, so the
 first frame appears at once.
 """
 from __future__ import annotations
@@ -33,8 +34,12 @@ class UnitTrainerApp(App[None]):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, project_dir: Path | None = None, theme: str | None = None) -> None:
+    def __init__(self, project_dir: Path | None = None, theme: str | None = None, *, start: str = "checklist",
+                 train_minutes: float | None = None, auto_results: bool = False) -> None:
         super().__init__()
+        self.start_screen = start  # "checklist", "training" or "results"
+        self.train_minutes = train_minutes
+        self.auto_results = auto_results
         register_themes(self)
         self._theme_warning: str | None = None
         wanted = theme or DEFAULT_THEME
@@ -84,7 +89,29 @@ class UnitTrainerApp(App[None]):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
+        start, self.start_screen = self.start_screen, "checklist"  # only for the first project
+        if start == "training":
+            self.show_training(project)
+        elif start == "results":
+            self.show_results(project)
         return None
+
+    def show_training(self, project: Project) -> None:
+        """The training screen of ``project`` (attaches to its job, or offers to start one)."""
+        from .screens.training import TrainingScreen
+
+        self.push_screen(TrainingScreen(project, minutes=self.train_minutes, auto_results=self.auto_results))
+
+    def show_results(self, project: Project) -> None:
+        from .screens.results import ResultsScreen
+        from .training import model_path
+
+        trained = [b.id for b in project.rig.blocks if model_path(project, b.id).is_file()]
+        if not trained:
+            self.notify("No trained model yet: opening the training screen.", title="Results")
+            self.show_training(project)
+            return
+        self.push_screen(ResultsScreen(project, trained[0]))
 
     def _opened(self, path: Path | None) -> None:
         if path is None:
@@ -106,12 +133,19 @@ class UnitTrainerApp(App[None]):
         self.theme = other_theme(self.theme)
 
 
-def create_app(project_dir: Path | None = None, theme: str | None = None) -> UnitTrainerApp:
-    """The app, opened on ``project_dir``'s checklist (or the project picker)."""
-    return UnitTrainerApp(project_dir=project_dir, theme=theme)
+def create_app(project_dir: Path | None = None, theme: str | None = None, *, start: str = "checklist",
+               train_minutes: float | None = None, auto_results: bool = False) -> UnitTrainerApp:
+    """The app, opened on ``project_dir``'s checklist (or the project picker).
+
+    ``start="training"`` opens the training screen over the checklist (``monitor``, the
+    demo), ``"results"`` the results; ``train_minutes`` is the budget a start from the
+    training screen uses; ``auto_results`` opens the results when the watched job completes.
+    """
+    return UnitTrainerApp(project_dir=project_dir, theme=theme, start=start, train_minutes=train_minutes,
+                          auto_results=auto_results)
 
 
-def run_app(project_dir: Path | None = None, theme: str | None = None) -> None:
+def run_app(project_dir: Path | None = None, theme: str | None = None, **options) -> None:
     """Run the app in this terminal until the user quits (the CLI's entry point)."""
     # Training runs use multiprocessing; its resource tracker must start before the
     # app takes over the terminal, or it fails inside a running Textual app.
@@ -121,7 +155,7 @@ def run_app(project_dir: Path | None = None, theme: str | None = None) -> None:
         resource_tracker.ensure_running()
     except Exception:  # noqa: BLE001 - only training needs it; the checklist works without
         pass
-    create_app(project_dir, theme=theme).run()
+    create_app(project_dir, theme=theme, **options).run()
 
 
 __all__ = ["UnitTrainerApp", "create_app", "run_app"]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
+DEMO_TRAIN_MINUTES = 1.5
 
 
 class CliError(Exception):
@@ -136,7 +137,6 @@ def cmd_train(args) -> int:
     import time
 
     from .project import Project
-    from .training import train_block
 
     project = Project.open(args.dir)
     blocks = [project.rig.block(args.block)] if args.block else list(project.rig.blocks)
@@ -167,21 +167,29 @@ def cmd_train(args) -> int:
             parts.append(f"ETA {ev.eta_s / 60:.1f} min")
         print("  " + "  ".join(parts), flush=True)
 
+    def on_block(block_id: str) -> None:
+        print(f"{block_id} ({project.rig.block(block_id).topology}): training", flush=True)
+
+    def on_result(block_id: str, fitted, meta) -> None:
+        if meta["resumed"]:
+            print("  (resumed from the last checkpoint)")
+        _print_report(block_id, fitted.report())
+        print(f"  model: {fitted.status}, saved in .unit/models/{block_id}.twin.json", flush=True)
+
+    from .jobrunner import run_training
+    from .jobs import JobRunning
+
     try:
-        minutes = None if args.minutes is None else args.minutes / len(blocks)
-        for block in blocks:
-            print(f"{block.id} ({block.topology}): training", flush=True)
-            fitted, meta = train_block(project, block.id, minutes=minutes, seed=args.seed, fresh=args.fresh,
-                                       on_progress=progress, should_stop=lambda: stop["flag"])
-            if meta["resumed"]:
-                print("  (resumed from the last checkpoint)")
-            _print_report(block.id, fitted.report())
-            print(f"  model: {fitted.status}, saved in .unit/models/{block.id}.twin.json")
-            if stop["flag"]:
-                print("stopped; `unit-trainer train` again resumes from the checkpoint.")
-                return 130
+        info = run_training(project, [b.id for b in blocks], minutes=args.minutes, seed=args.seed,
+                            fresh=args.fresh, should_stop=lambda: stop["flag"], on_progress=progress,
+                            on_block=on_block, on_result=on_result)
+    except JobRunning as exc:
+        raise CliError(f"{exc} Watch it with `unit-trainer monitor {shlex.quote(str(project.root))}`.") from None
     finally:
         signal.signal(signal.SIGINT, old)
+    if info.state == "cancelled" or stop["flag"]:
+        print("stopped; `unit-trainer train` again resumes from the checkpoint.")
+        return 130
     return 0
 
 
@@ -248,15 +256,78 @@ def cmd_tui(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    from .jobs import read_job
+    from .project import Project
+
+    project = Project.open(args.dir)
+    if not args.lines:
+        from .app import run_app
+
+        run_app(project.root, start="training")
+        return 0
+    return _monitor_lines(project.root, read_job, follow=not args.once)
+
+
+def _monitor_lines(root: Path, read_job, follow: bool = True) -> int:
+    """Print the job's progress as lines until it ends (Ctrl-C stops watching, not the job)."""
+    import time
+
+    from .jobs import ProgressTail, fmt_eta
+
+    info = read_job(root)
+    if info is None:
+        print("No training job has run in this project yet: `unit-trainer train DIR` or the TUI (T) starts one.")
+        return 1
+    tail = ProgressTail(root)
+    try:
+        while True:
+            _reset, events = tail.read()
+            for ev in events:
+                kind = ev.get("type")
+                if kind == "job":
+                    print(f"job pid {ev.get('pid')}: {ev.get('message', '')}", flush=True)
+                elif kind == "block":
+                    print(f"{ev['block']}: training{' (resumed)' if ev.get('resumed') else ''}", flush=True)
+                elif kind == "progress" and (follow or ev.get("step") == ev.get("total")):
+                    parts = [f"{ev.get('stage', ''):<11} {ev.get('step', 0):>5}/{ev.get('total', 0):<5}"]
+                    if ev.get("train_esr") is not None:
+                        parts.append(f"train ESR {ev['train_esr']:.4f}")
+                    if ev.get("holdout_esr") is not None:
+                        parts.append(f"held-out ESR {ev['holdout_esr']:.4f}")
+                    parts.append(fmt_eta(ev.get("eta_s")))
+                    print("  " + "  ".join(parts), flush=True)
+                elif kind == "result":
+                    _print_report(ev["block"], ev.get("report"))
+                elif kind == "end":
+                    print(f"job {ev.get('state')}{': ' + ev['error'] if ev.get('error') else ''}", flush=True)
+            info = read_job(root)
+            if not follow or info is None or not info.alive:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("stopped watching; the job goes on.")
+        return 0
+    if info is not None and info.interrupted:
+        print(f"job interrupted: pid {info.pid} is gone; `unit-trainer train` or the TUI resumes from the checkpoint.")
+    return 0
+
+
 def cmd_demo(args) -> int:
-    from .demo import make_demo
+    from .demo import make_demo, start_demo_training
 
     root = make_demo(Path(args.dir).expanduser(), log=print)
+    # --no-tui only makes the project (scripts, benchmarks) unless --minutes asks for training.
+    minutes = args.minutes if args.minutes is not None else (0.0 if args.no_tui else DEMO_TRAIN_MINUTES)
+    started = False
+    if minutes > 0:
+        started = start_demo_training(root, minutes, log=print)
     if args.no_tui:
         return 0
     from .app import run_app
 
-    run_app(root)
+    run_app(root, start="training" if started else "checklist", auto_results=started,
+            train_minutes=minutes or None)
     return 0
 
 
@@ -329,9 +400,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.set_defaults(func=cmd_tui)
 
+    s = sub.add_parser("monitor", help="watch the project's training job (the TUI's training screen)")
+    s.add_argument("dir")
+    s.add_argument("--lines", action="store_true", help="print progress lines instead of opening the TUI")
+    s.add_argument("--once", action="store_true", help="with --lines: print what happened so far and exit")
+    s.set_defaults(func=cmd_monitor)
+
     s = sub.add_parser("demo", help="make a demo project rendered by a built-in virtual rig and open it")
     s.add_argument("dir", nargs="?", default="unit-trainer-demo")
-    s.add_argument("--no-tui", action="store_true", help="only make the project")
+    s.add_argument("--no-tui", action="store_true", help="only make the project (no training unless --minutes)")
+    s.add_argument("--minutes", type=float, default=None,
+                   help=f"budget of the demo's background training (default {DEMO_TRAIN_MINUTES:g}; 0: none)")
     s.set_defaults(func=cmd_demo)
     return p
 

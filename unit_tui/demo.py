@@ -3,7 +3,9 @@
 The UNIT 1 rig with a short generated test signal (so the demo stays small: about
 100 MB) and 12 amp chaos presets instead of 50. The built-in virtual rig
 (:mod:`unit_tui.virtual_rig`) renders every capture but the last few chaos presets,
-so the checklist opens part-way through, as it would mid-session.
+so the checklist opens part-way through, as it would mid-session. Then a short training
+starts as the project's background job (:func:`start_demo_training`): the TUI opens on
+the training screen and shows the results when it completes.
 """
 from __future__ import annotations
 
@@ -61,3 +63,19 @@ def make_demo(root: Path, log: Callable[[str], None] = print, left_missing: int 
 
         run_captures(project, todo, virtual_renderer, progress)
     return root
+
+
+def start_demo_training(root: Path, minutes: float, log: Callable[[str], None] = print) -> bool:
+    """Start the demo's training as a background job (or attach to one that runs)."""
+    from .jobs import JobError, JobRunning, start_job
+
+    try:
+        info = start_job(root, minutes=minutes)
+    except JobRunning as exc:
+        log(f"{exc} Watching it.")
+        return True
+    except JobError as exc:
+        log(f"Could not start the demo training: {exc}")
+        return False
+    log(f"Training in the background for about {minutes:g} min (pid {info.pid}); {info.message}")
+    return True

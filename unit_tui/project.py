@@ -286,12 +286,43 @@ class Project:
 
     def add_chaos(self, block_id: str, count: int) -> list[Capture]:
         """Append ``count`` presets to the block's chaos map (existing rows unchanged)."""
+        if count < 1 or count > 999:
+            self._chaos_block(block_id)
+            raise ProjectError(f"--count must be between 1 and 999, got {count}.")
+        return self._append_chaos(block_id, lambda block, start: planmod.new_chaos_rows(block, start, count))
+
+    def add_chaos_settings(self, block_id: str, settings: list[dict[str, float]]) -> list[Capture]:
+        """Append chaos presets with the GIVEN settings (e.g. the trainer's proposals),
+        numbered after the last row; knobs left out sit at their reference/fixed value.
+        Existing rows are unchanged, byte for byte."""
+        if not settings:
+            raise ProjectError("no settings to add.")
+
+        def rows(block, start):
+            out = []
+            for i, setting in enumerate(settings):
+                unknown = set(setting) - {k.name for k in block.knobs}
+                if unknown:
+                    raise ProjectError(f"{block_id}: no knob {sorted(unknown)[0]!r}.")
+                full = {**block.reference_setting(), **{k: float(v) for k, v in setting.items()}}
+                for knob in block.knobs:
+                    v = full[knob.name]
+                    if not knob.minimum <= v <= knob.maximum:
+                        raise ProjectError(f"{knob.name}={v:g} is outside {knob.minimum:g}-{knob.maximum:g}.")
+                out.append((planmod.chaos_filename(start + i), full))
+            return out
+
+        return self._append_chaos(block_id, rows)
+
+    def _chaos_block(self, block_id: str):
         try:
             block = self.rig.block(block_id)
         except RigError as exc:
             raise ProjectError(str(exc)) from None
-        if count < 1 or count > 999:
-            raise ProjectError(f"--count must be between 1 and 999, got {count}.")
+        return block
+
+    def _append_chaos(self, block_id: str, make_rows) -> list[Capture]:
+        block = self._chaos_block(block_id)
         if not block.chaos_knobs:
             raise ProjectError(f"{block_id}: no knob has role sweep or chaos, so there is nothing to randomise.")
         path = self._chaos_map_path(block)
@@ -305,7 +336,7 @@ class Project:
             if old_text and not old_text.endswith("\n"):
                 old_text += "\n"
             columns = existing.columns
-        rows = planmod.new_chaos_rows(block, start, count)
+        rows = make_rows(block, start)
         if columns is not None:
             # Keep the file's own columns; a knob the file lacks cannot be added to old rows.
             rows = [(n, {**block.reference_setting(), **s}) for n, s in rows]

@@ -87,6 +87,7 @@ class ChecklistScreen(Screen):
         Binding("s", "cycle_status", "Status"),
         Binding("d", "show_detail", "Detail"),
         Binding("o", "open_folder", "Open folder"),
+        Binding("T", "training", "Train"),
         Binding("p", "projects", "Projects"),
         Binding("ctrl+n", "new_project", "New project", show=False),
     ]
@@ -159,6 +160,12 @@ class ChecklistScreen(Screen):
         self.call_after_refresh(self._start_live)
 
     def _start_live(self) -> None:
+        from ..jobs import running_job
+
+        job = running_job(self.project.root)
+        if job is not None:
+            self.notify(f"A training job is running (pid {job.pid}); T shows its progress.", title="Training",
+                        timeout=6)
         self._poll = self.set_interval(WRITING_POLL_S, self.request_scan, pause=True, name="writing-poll")
         self.set_interval(FALLBACK_POLL_S, self.request_scan, name="fallback-poll")
         self.request_scan()
@@ -603,6 +610,10 @@ class ChecklistScreen(Screen):
         why = "over SSH" if over_ssh() else "no desktop to open it on"
         self._say(Content.from_markup("Folder ($why): [b]$folder[/]", why=why, folder=str(folder)))
         self.notify(str(folder), title="Folder", markup=False)
+
+    def action_training(self) -> None:
+        """The training screen: attaches to a running job, or offers to start one."""
+        self.app.show_training(self.project)
 
     def action_projects(self) -> None:
         self.app.show_picker(can_cancel=True)
