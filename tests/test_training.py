@@ -115,3 +115,16 @@ def test_ctrl_c_stops_after_a_checkpoint_and_train_resumes(trained):
                           env=env, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resumed from the last checkpoint" in done.stdout
+
+
+def test_export_cli_writes_the_plugin_folder_and_never_overwrites(trained, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert main(["export", str(trained.root), "--out", str(out)]) == 0
+    assert "Exported 01_Pedal" in capsys.readouterr().out
+    model = json.loads((out / "model.json").read_text())
+    assert [b["name"] for b in model["blocks"]] == ["01_Pedal"]
+    assert {k["name"] for k in model["knobs"]} == {"Drive", "Bright", "Level"}
+    assert (out / "cpp" / "unit_engine.h").is_file() and (out / "juce" / "CMakeLists.txt").is_file()
+    before = (out / "model.json").read_bytes()
+    assert main(["export", str(trained.root), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err and (out / "model.json").read_bytes() == before

@@ -244,6 +244,31 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from dsp.export import export_project_models
+
+    from .project import Project
+    from .training import load_model, model_path
+
+    project = Project.open(args.dir)
+    out = Path(args.out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CliError(f"--out {out} exists and is not empty; choose a new folder (nothing was overwritten).")
+    blocks = [b for b in project.rig.blocks if model_path(project, b.id).is_file()]
+    if not blocks:
+        raise CliError(f"no trained block in {project.root}; run `unit-trainer train` first.")
+    models = {b.id: load_model(project, b.id) for b in blocks}
+    paths = export_project_models(models, project.rig, out)
+    skipped = [b.id for b in project.rig.blocks if b not in blocks]
+    print(f"Exported {', '.join(models)} to {out}")
+    for role in ("model", "engine", "embedded", "golden", "juce_cmake", "readme"):
+        if role in paths:
+            print(f"  {role:<10} {paths[role]}")
+    if skipped:
+        print(f"  not trained yet (left out): {', '.join(skipped)}")
+    return 0
+
+
 def cmd_tui(args) -> int:
     from .app import run_app
 
@@ -395,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("export", help="write model.json, the C++ engine, golden vectors and a JUCE project")
+    s.add_argument("dir")
+    s.add_argument("--out", required=True, help="a new (or empty) folder")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("tui", help="open the checklist of a project")
     s.add_argument("dir")
