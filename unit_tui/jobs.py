@@ -35,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .fsutil import atomic_write_bytes
+
 JOBS_DIR = ".unit/jobs"
 JOB_FILE = "job.json"
 LOCK_FILE = "job.lock"
@@ -117,12 +119,7 @@ class JobInfo:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.{threading.get_ident()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_job(root, info: JobInfo) -> None:

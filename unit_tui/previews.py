@@ -46,7 +46,7 @@ def _load_manifest(project) -> dict[str, list[int]]:
 
 
 def _save_manifest(project, manifest: dict) -> None:
-    from .audio_io import atomic_write_bytes
+    from .fsutil import atomic_write_bytes
 
     _manifest_path(project).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(_manifest_path(project), json.dumps(manifest, indent=1, sort_keys=True).encode())

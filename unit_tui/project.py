@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 from . import plan as planmod
 from .plan import Capture, ChaosMap, Plan, PlanError
 from .rig import Rig, RigError, parse_rig
+from .fsutil import atomic_write_bytes
+from .fsutil import stat_key as _stat_key
 from .status import CheckResult, Status
 
 if TYPE_CHECKING:  # numpy/soundfile are imported when a file is first checked, not at start-up
@@ -47,10 +49,6 @@ def check_capture(path, ctx, now=None):
     return _check(path, ctx, now=now)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    from .audio_io import atomic_write_bytes as _write
-
-    _write(path, data)
 
 RIG_FILE = "rig.toml"
 STATE_DIR = ".unit"
@@ -183,7 +181,8 @@ class Project:
                 f"{root} already exists and is not empty; nothing was changed. Choose a new folder,"
                 f" e.g. {root / rig.project}."
             )
-        from .audio_io import CaptureReadError, atomic_copy, write_wav_atomic
+        from .audio_io import CaptureReadError, write_wav_atomic
+        from .fsutil import atomic_copy
 
         loaded = None
         if input_wav is not None:
@@ -526,14 +525,6 @@ def read_capture_info(path: Path) -> float:
     import soundfile as sf
 
     return float(sf.info(str(path)).duration)
-
-
-def _stat_key(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (-1, -1)
-    return (st.st_size, st.st_mtime_ns)
 
 
 def _dumps(data: dict) -> str:

@@ -105,7 +105,7 @@ def train_block(project: Project, block_id: str, *, minutes: float | None = None
     """Fit one block and save its twin. Resumes from the checkpoint unless ``fresh``."""
     from dsp.twin import fit_block
 
-    from .audio_io import atomic_write_bytes
+    from .fsutil import atomic_write_bytes
 
     loaded = load_items(project, block_id)
     train = [it for it in loaded.items if not it.holdout]

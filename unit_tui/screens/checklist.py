@@ -36,6 +36,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from ..fsutil import stat_key as _stat_key
 from ..status import CheckResult, Status
 from ..clipboard import copy_with_pyperclip, over_ssh, tmux_clipboard_hint, use_system_clipboard
 from ..messages import (ClipboardResult, FilesChanged, PlanReady, ProjectReloaded, ScanFailed, ScanFinished,
@@ -52,14 +53,6 @@ WRITING_POLL_S = 0.5
 FALLBACK_POLL_S = 3.0
 STATUS_FILTERS = ("all", "missing", "ready", "invalid", "writing", "extra")
 TO_BOUNCE = ("missing", "invalid")
-
-
-def _stat_key(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (-1, -1)
-    return (st.st_size, st.st_mtime_ns)
 
 
 def open_folder_command(path: Path, environ=None, platform: str | None = None) -> list[str] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..fsutil import atomic_write_bytes
 from ..project import RIG_FILE
 
 RECENT_LIMIT = 20
@@ -50,17 +50,7 @@ def _write_recent(paths: list[Path]) -> None:
     path = recent_path()
     data = {"version": 1, "projects": [{"path": str(p), "opened": time.time()} for p in paths[:RECENT_LIMIT]]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".recent.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, json.dumps(data, indent=1).encode("utf-8"))
 
 
 def remember_project(root: Path) -> None:
