@@ -23,9 +23,7 @@ definition (agreement ~1e-13 ESR, see tests/test_dsp_topologies.py). Filter
 coefficients are always designed in float64 (``get_signal`` promotes the controls).
 
 DSP blocks come from :mod:`dsp.filters`, :mod:`dsp.tonestack`, :mod:`dsp.shapers` and
-:mod:`dsp.dynamics` when those modules provide them; until then (and for any function
-they lack) a private fallback below with the same signature is used. Each fallback is
-marked ``# fallback``.
+:mod:`dsp.dynamics`: this module only wires them and owns the parameters.
 
 References:
     Engel et al., "DDSP: Differentiable Digital Signal Processing", ICLR 2020.
@@ -37,10 +35,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from dsp.dynamics import envelope_rms, sag_gain
+from dsp.filters import biquad_coeffs, iir_filter, onepole_coeffs
+from dsp.shapers import asym_soft_clip, downsample, push_pull, tube_stage, upsample
+from dsp.tonestack import tonestack_coeffs
 
 __all__ = [
     "ControlSpec",
@@ -53,127 +54,14 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------------------
-# DSP blocks: the colleague's library when present, private fallbacks otherwise.
+# DSP blocks: the library in dsp.filters / dsp.tonestack / dsp.shapers. push_pull's
+# meaning (bias > 0 warm, < 0 cold dead zone; crossover = turn-on corner width) is the
+# library's, see dsp.shapers.push_pull.
 # --------------------------------------------------------------------------------------
 
 
 def _q(x, ref):
     return torch.as_tensor(x, dtype=ref.dtype if torch.is_tensor(ref) else torch.float32)
-
-
-def _fb_biquad_coeffs(kind, sample_rate, cutoff_hz, q=0.7071, gain_db=0.0):  # fallback
-    """RBJ cookbook biquad (bilinear transform, pre-warped at ``cutoff_hz``).
-
-    Returns ``(b, a)`` of shape ``(..., 3)``, ``a[..., 0] == 1``.
-    """
-    cutoff_hz = torch.as_tensor(cutoff_hz)
-    dt = cutoff_hz.dtype if cutoff_hz.is_floating_point() else torch.float32
-    f = cutoff_hz.to(dt).clamp(1e-3, 0.49 * sample_rate)
-    q = torch.as_tensor(q, dtype=dt)
-    g = torch.as_tensor(gain_db, dtype=dt)
-    w0 = 2 * math.pi * f / sample_rate
-    cw, sw = torch.cos(w0), torch.sin(w0)
-    alpha = sw / (2 * q)
-    A = 10 ** (g / 40)
-    one = torch.ones_like(cw)
-    if kind == "lowpass":
-        b = [(1 - cw) / 2, 1 - cw, (1 - cw) / 2]
-        a = [1 + alpha, -2 * cw, 1 - alpha]
-    elif kind == "highpass":
-        b = [(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]
-        a = [1 + alpha, -2 * cw, 1 - alpha]
-    elif kind == "bandpass":
-        b = [alpha, 0 * cw, -alpha]
-        a = [1 + alpha, -2 * cw, 1 - alpha]
-    elif kind == "peak":
-        b = [1 + alpha * A, -2 * cw, 1 - alpha * A]
-        a = [1 + alpha / A, -2 * cw, 1 - alpha / A]
-    elif kind in ("lowshelf", "highshelf"):
-        sA = torch.sqrt(A)
-        s = 1 if kind == "lowshelf" else -1
-        b = [A * ((A + 1) - s * (A - 1) * cw + 2 * sA * alpha),
-             s * 2 * A * ((A - 1) - s * (A + 1) * cw),
-             A * ((A + 1) - s * (A - 1) * cw - 2 * sA * alpha)]
-        a = [(A + 1) + s * (A - 1) * cw + 2 * sA * alpha,
-             -s * 2 * ((A - 1) + s * (A + 1) * cw),
-             (A + 1) + s * (A - 1) * cw - 2 * sA * alpha]
-    else:
-        raise ValueError(f"unknown biquad kind {kind!r}")
-    b = torch.stack(torch.broadcast_tensors(*[v * one for v in b]), -1)
-    a = torch.stack(torch.broadcast_tensors(*[v * one for v in a]), -1)
-    return b / a[..., :1], a / a[..., :1]
-
-
-def _fb_onepole_coeffs(kind, sample_rate, cutoff_hz):  # fallback
-    """First-order low/high-pass by the bilinear transform (pre-warped). ``(..., 2)``."""
-    cutoff_hz = torch.as_tensor(cutoff_hz)
-    dt = cutoff_hz.dtype if cutoff_hz.is_floating_point() else torch.float32
-    f = cutoff_hz.to(dt).clamp(1e-3, 0.49 * sample_rate)
-    k = torch.tan(math.pi * f / sample_rate)
-    a1 = (k - 1) / (k + 1)
-    one = torch.ones_like(k)
-    if kind == "lowpass":
-        b = torch.stack([k / (k + 1), k / (k + 1)], -1)
-    elif kind == "highpass":
-        b = torch.stack([1 / (k + 1), -1 / (k + 1)], -1)
-    else:
-        raise ValueError(f"unknown one-pole kind {kind!r}")
-    return b, torch.stack([one, a1], -1)
-
-
-def _fb_tonestack_coeffs(sample_rate, treble, mid, bass, r1_ohm, r2_ohm, r3_ohm, r4_ohm,
-                         c1_farad, c2_farad, c3_farad):  # fallback
-    """Yeh & Smith TMB tone stack, bilinear transform at ``sample_rate``. ``(..., 4)``.
-
-    ``treble``, ``mid``, ``bass`` are pot fractions in [0, 1] (after the taper).
-    """
-    t, m, l = treble, mid, bass
-    R1, R2, R3, R4, C1, C2, C3 = r1_ohm, r2_ohm, r3_ohm, r4_ohm, c1_farad, c2_farad, c3_farad
-    C123 = C1 * C2 * C3
-    b1 = t * C1 * R1 + m * C3 * R3 + l * (C1 + C2) * R2 + (C1 + C2) * R3
-    b2 = (t * (C1 * C2 + C1 * C3) * R1 * R4 - m * m * (C1 + C2) * C3 * R3 * R3
-          + m * (C1 * C3 * R1 * R3 + (C1 + C2) * C3 * R3 * R3)
-          + l * (C1 * C2 * R1 * R2 + C1 * C2 * R2 * R4 + C1 * C3 * R2 * R4)
-          + l * m * (C1 + C2) * C3 * R2 * R3
-          + (C1 * C2 * R1 * R3 + C1 * C2 * R3 * R4 + C1 * C3 * R3 * R4))
-    b3 = C123 * (l * m * (R1 + R4) * R2 * R3 - m * m * (R1 + R4) * R3 * R3
-                 + m * (R1 + R4) * R3 * R3 + t * R1 * R3 * R4 - t * m * R1 * R3 * R4
-                 + t * l * R1 * R2 * R4)
-    a1 = (C1 * R1 + C1 * R3 + C2 * R3 + C2 * R4 + C3 * R4) + m * C3 * R3 + l * (C1 + C2) * R2
-    a2 = (m * (C1 * C3 * R1 * R3 - C2 * C3 * R3 * R4 + (C1 + C2) * C3 * R3 * R3)
-          + l * m * (C1 + C2) * C3 * R2 * R3 - m * m * (C1 + C2) * C3 * R3 * R3
-          + l * (C1 * C2 * R2 * R4 + C1 * C2 * R1 * R2 + C1 * C3 * R2 * R4 + C2 * C3 * R2 * R4)
-          + (C1 * C2 * R1 * R4 + C1 * C3 * R1 * R4 + C1 * C2 * R3 * R4 + C1 * C2 * R1 * R3
-             + C1 * C3 * R3 * R4 + C2 * C3 * R3 * R4))
-    a3 = C123 * (l * m * (R1 + R4) * R2 * R3 - m * m * (R1 + R4) * R3 * R3
-                 + m * (R3 * R3 * R4 + R1 * R3 * R3 - R1 * R3 * R4)
-                 + l * R1 * R2 * R4 + R1 * R3 * R4)
-    c = 2.0 * sample_rate
-    # Bilinear: s^k -> c^k (1 - z^-1)^k (1 + z^-1)^(3 - k), times (1 + z^-1)^3.
-    P = [(1, 3, 3, 1), (1, 1, -1, -1), (1, -1, -1, 1), (1, -3, 3, -1)]
-    zero = torch.zeros_like(torch.as_tensor(b1))
-    bs = [zero, b1 * c, b2 * c ** 2, b3 * c ** 3]
-    as_ = [zero + 1.0, a1 * c, a2 * c ** 2, a3 * c ** 3]
-    b = torch.stack([sum(bs[k] * P[k][i] for k in range(4)) for i in range(4)], -1)
-    a = torch.stack([sum(as_[k] * P[k][i] for k in range(4)) for i in range(4)], -1)
-    return b / a[..., :1], a / a[..., :1]
-
-
-def _fb_asym_soft_clip(x, pos_level, neg_level, knee=1.0):  # fallback
-    """Asymmetric algebraic clipper ``x / (1 + |x/L|^k)^(1/k)``, L = pos/neg level.
-
-    ``knee`` k: 1 soft, 2 ~ x/sqrt(1+x^2), large -> hard clip at ``±L``.
-    """
-    L = torch.where(x >= 0, pos_level, neg_level)
-    u = x / L
-    lg = torch.log(u.abs() + 1e-20)
-    return x * torch.exp(-F.softplus(knee * lg) / knee)
-
-
-def _fb_tube_stage(x, bias, pos_level, neg_level):  # fallback
-    """Biased asymmetric stage, DC removed: ``f(x + bias) - f(bias)``."""
-    f = lambda v: _fb_asym_soft_clip(v, pos_level, neg_level, 2.0)  # noqa: E731
-    return f(x + bias) - f(bias)
 
 
 def _taper(position, k):
@@ -182,38 +70,9 @@ def _taper(position, k):
     return torch.expm1(k * position) / torch.expm1(torch.as_tensor(k))
 
 
-try:  # pragma: no cover - depends on what has landed
-    from dsp.filters import biquad_coeffs  # type: ignore
-except Exception:  # noqa: BLE001
-    biquad_coeffs = _fb_biquad_coeffs
-try:  # pragma: no cover
-    from dsp.filters import onepole_coeffs  # type: ignore
-except Exception:  # noqa: BLE001
-    onepole_coeffs = _fb_onepole_coeffs
-try:  # pragma: no cover
-    from dsp.tonestack import tonestack_coeffs  # type: ignore
-except Exception:  # noqa: BLE001
-    tonestack_coeffs = _fb_tonestack_coeffs
-try:  # pragma: no cover
-    from dsp.shapers import asym_soft_clip  # type: ignore
-except Exception:  # noqa: BLE001
-    asym_soft_clip = _fb_asym_soft_clip
-try:  # pragma: no cover
-    from dsp.shapers import tube_stage  # type: ignore
-except Exception:  # noqa: BLE001
-    tube_stage = _fb_tube_stage
-# push_pull has no fallback: its meaning (bias > 0 warm, < 0 cold dead zone; crossover =
-# turn-on corner width) is the library's, see dsp.shapers.push_pull.
-from dsp.shapers import push_pull  # noqa: E402
-from dsp.dynamics import envelope_rms, sag_gain  # noqa: E402
-
-
 # --------------------------------------------------------------------------------------
 # Linear sections: one path for training and render (recursive filters, FIR resampler).
 # --------------------------------------------------------------------------------------
-
-from dsp.filters import iir_filter  # noqa: E402
-from dsp.shapers import downsample, upsample  # noqa: E402
 
 
 class _Path:
