@@ -11,7 +11,8 @@ with ``g++ -O3 -march=x86-64-v2 -std=c++17`` and measures
 * ns per sample: wall time of ``process()`` over 10 s of audio, best of 3 runs (this
   machine's cores are shared: read it as an indication).
 
-Anti-aliasing on: the models run with their oversampling (2x with the 129-tap FIR).
+Anti-aliasing on: the models run with their oversampling (2x with the 41-tap half-band
+FIR of ``dsp.shapers.oversampling_fir``, taken from model.json like any export).
 Targets (issue 5): pedal <= 400 and amp <= 1,400 instructions per sample. For scale,
 measured with the same method: NAM's standard WaveNet ~28,300 instructions and
 1,350 ns per sample (x86-64-v2), NAM's smallest LSTM ~1,900 instructions.

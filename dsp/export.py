@@ -22,8 +22,8 @@ The document (``MODEL_FORMAT``/``MODEL_VERSION``, independent of the package ver
          "knob_map": {unit-knob-map v1: knobs, controls, base_raw, curves (knots + values
                       per control: "pwl" curves, "table" switch tables), mlp (W1, b1,
                       W2, input_mask, enabled), squash},
-         "resampler": {"kind": "blackman-windowed-sinc", "factor": 2, "taps": [...],
-                       "twin": "zero-phase", "engine": "causal, latency (len-1)/factor"}
+         "resampler": {"kind": "kaiser-windowed-sinc, L-th band", "factor": 2,
+                       "taps": [...], "twin": "zero-phase", "engine": "causal, latency (len-1)/factor"}
                       | null,
          "twin": {"shared_raw": {...}, "status": ..., "report": {...}}}   # re-import
       ]
@@ -130,8 +130,8 @@ def _resampler(block) -> dict | None:
         return None
     from dsp.shapers import oversampling_fir  # upsample/downsample's FIR
 
-    taps = oversampling_fir(block.oversample).numpy()
-    return {"kind": "blackman-windowed-sinc", "factor": block.oversample,
+    taps = oversampling_fir(block.oversample).numpy()  # symmetric, odd length, L-th band
+    return {"kind": "kaiser-windowed-sinc, L-th band", "factor": block.oversample,
             "taps": [float(t) for t in taps],
             "twin": "zero-phase (delay removed)",
             "engine": "causal polyphase; latency (len(taps)-1)/factor base-rate samples per block"}
@@ -443,12 +443,16 @@ def export_project_models(models: Mapping[str, Any], rig_info, out_dir: str | os
     _write(paths["embedded"], _embedded_header(text))
     paths.update({"readme": out / "README.md", "juce_cmake": out / "juce" / "CMakeLists.txt",
                   "juce_processor_h": out / "juce" / "Source" / "PluginProcessor.h",
-                  "juce_processor_cpp": out / "juce" / "Source" / "PluginProcessor.cpp"})
+                  "juce_processor_cpp": out / "juce" / "Source" / "PluginProcessor.cpp",
+                  "juce_editor_h": out / "juce" / "Source" / "PluginEditor.h",
+                  "juce_editor_cpp": out / "juce" / "Source" / "PluginEditor.cpp"})
     for role, src in (("engine", "unit_engine.h"), ("golden_test", "golden_test.cpp"),
                       ("render_tool", "tools/unit_render.cpp"), ("readme", "README.md"),
                       ("juce_cmake", "../juce/CMakeLists.txt"),
                       ("juce_processor_h", "../juce/Source/PluginProcessor.h"),
-                      ("juce_processor_cpp", "../juce/Source/PluginProcessor.cpp")):
+                      ("juce_processor_cpp", "../juce/Source/PluginProcessor.cpp"),
+                      ("juce_editor_h", "../juce/Source/PluginEditor.h"),
+                      ("juce_editor_cpp", "../juce/Source/PluginEditor.cpp")):
         paths[role].parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(CPP_DIR / src, paths[role])
     if golden:

@@ -12,7 +12,13 @@ FORMULA_RTOL = 1e-12         # float64 vs the docstring formula written out in n
 FLOAT32_ATOL = 1e-6
 ALIAS_GAIN_2X_DB = 8.0       # 2x oversampling must cut aliasing energy by at least this
 ALIAS_GAIN_4X_DB = 20.0      # ... and 4x by at least this (measured: ~11 dB and ~25 dB)
-PASSBAND_ATOL = 1e-3         # up->down round trip of a 1 kHz sine (-0.0001 dB at 19 kHz)
+PASSBAND_ATOL = 1e-3         # up->down round trip of a 1 and a 15 kHz sine
+# oversampling_fir's response (its docstring), measured from the taps: L = 2, 3, 4 give
+# ripple within -0.0007/+0.0014 dB up to 0.75 x Nyquist, stopbands -76.8, -77.8, -78.1 dB
+FIR_PASSBAND_EDGE = 0.75     # x the base rate's Nyquist frequency (18 kHz at 48 kHz)
+FIR_RIPPLE_DB = 0.0015       # |gain| in dB, 0 .. FIR_PASSBAND_EDGE
+FIR_STOPBAND_EDGE = 1.25     # x Nyquist: images of / aliases into the passband start here
+FIR_STOPBAND_DB = -76.0      # the largest gain from FIR_STOPBAND_EDGE to L x Nyquist
 
 
 def t64(v):
@@ -167,14 +173,90 @@ def test_parameters_broadcast_against_batch():
 
 
 # --------------------------------------------------------------------- oversampling
+def _fir_from_docstring(factor: int) -> np.ndarray:
+    """oversampling_fir's definition written out independently (np.kaiser, a loop)."""
+    z, beta = S.OVERSAMPLE_ZEROS, S.OVERSAMPLE_KAISER_BETA
+    n_taps = 2 * z * factor + 1
+    c = z * factor
+    g = np.zeros(n_taps)
+    for n in range(n_taps):
+        k = n - c
+        if k == 0:
+            g[n] = 1.0 / factor
+        elif k % factor:
+            g[n] = np.sin(np.pi * k / factor) / (np.pi * k)
+    h = g * np.kaiser(n_taps, beta)
+    for p in range(factor):
+        h[p::factor] /= factor * h[p::factor].sum()
+    return h
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_oversampling_fir_definition_and_lth_band_property(factor):
+    h = S.oversampling_fir(factor).numpy()
+    z = S.OVERSAMPLE_ZEROS
+    c = z * factor
+    assert h.shape == (2 * z * factor + 1,)
+    np.testing.assert_allclose(h, _fir_from_docstring(factor), rtol=1e-12, atol=1e-17)
+    np.testing.assert_array_equal(h, h[::-1])                    # exactly symmetric: linear phase
+    assert h.sum() == pytest.approx(1.0, abs=1e-15)              # DC gain 1
+    # L-th band: the centre is 1/L, every other tap of its phase exactly 0
+    assert h[c] == 1.0 / factor
+    assert np.all(h[c % factor::factor][np.arange(c % factor, len(h), factor) != c] == 0.0)
+    for p in range(factor):                                      # each phase sums to 1/L
+        assert h[p::factor].sum() == pytest.approx(1.0 / factor, abs=1e-15)
+    # ... so the up-sampled constant is constant (no image of DC) away from the edges
+    up = S.upsample(torch.ones(1, 100, dtype=torch.float64), factor)[0, 2 * c:-2 * c].numpy()
+    np.testing.assert_allclose(up, 1.0, atol=1e-14)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_oversampling_fir_passband_and_stopband(factor):
+    """The bounds the docstring claims, from the taps' FFT; frequencies in units of the
+    base rate's Nyquist frequency (the high rate's Nyquist is L)."""
+    h = S.oversampling_fir(factor).numpy()
+    n_fft = 1 << 18
+    gain_db = 20 * np.log10(np.maximum(np.abs(np.fft.rfft(h, n_fft)), 1e-300))
+    f = np.arange(gain_db.size) * 2.0 * factor / n_fft
+    passband = gain_db[f <= FIR_PASSBAND_EDGE]
+    assert np.abs(passband).max() < FIR_RIPPLE_DB
+    assert gain_db[f >= FIR_STOPBAND_EDGE].max() < FIR_STOPBAND_DB
+    if factor == 2:   # half-band: exactly -6.02 dB (gain 1/2) at the base Nyquist frequency
+        assert abs(np.abs(np.sum(h * np.exp(-1j * np.pi / 2 * np.arange(len(h))))) - 0.5) < 1e-12
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_zero_phase_equals_causal_only_with_silent_edges(factor):
+    """oversampled(fn) against a causal implementation (the C++ engine's: full
+    convolutions, no centring), delayed by 2·OVERSAMPLE_ZEROS base-rate samples, over
+    the twin's output range: equal when the input starts and ends with
+    OVERSAMPLE_ZEROS samples of silence, not when it starts with signal (the zero-phase
+    resampler drops the FIR's pre-ringing)."""
+    h = S.oversampling_fir(factor).numpy()
+    z = S.OVERSAMPLE_ZEROS
+    rng = np.random.default_rng(factor)
+
+    def causal(x):
+        xp = np.concatenate([x, np.zeros(2 * z)])
+        u0 = np.zeros(len(xp) * factor)
+        u0[::factor] = factor * xp
+        w = S.hard_clip(torch.from_numpy(np.convolve(u0, h)[:len(u0)]), 0.5, 0.05).numpy()
+        return np.convolve(w, h)[:len(w)][::factor]
+
+    body = rng.standard_normal(60)
+    x = np.concatenate([np.zeros(z), body, np.zeros(z)])
+    twin = S.oversampled(S.hard_clip, torch.from_numpy(x), factor, 0.5, 0.05).numpy()
+    np.testing.assert_allclose(causal(x)[2 * z:2 * z + len(x)], twin, atol=1e-13)
+    x_loud = np.concatenate([body, np.zeros(2 * z)])              # signal from the first sample
+    twin = S.oversampled(S.hard_clip, torch.from_numpy(x_loud), factor, 0.5, 0.05).numpy()
+    assert np.abs(causal(x_loud)[2 * z:2 * z + len(x_loud)] - twin).max() > 1e-3
+
+
 @pytest.mark.parametrize("factor", [2, 4])
 def test_resampling_filters_follow_their_definition(factor):
     rng = np.random.default_rng(factor)
     x = rng.standard_normal((2, 40))
     h = S.oversampling_fir(factor).numpy()
-    assert h.shape == (2 * S.OVERSAMPLE_ZEROS * factor + 1,)
-    np.testing.assert_allclose(h, h[::-1], atol=0)
-    assert h.sum() == pytest.approx(1.0, abs=1e-14)
     c = S.OVERSAMPLE_ZEROS * factor
     # upsample: y[m] = L Σ_i x[i] h[m - iL + c]
     up = S.upsample(torch.from_numpy(x), factor).numpy()

@@ -171,7 +171,11 @@ def test_document_contents():
     fixed = {k["id"]: k for k in doc["knobs"] if not k["modelled"]}
     assert fixed["Out"]["fixed"] == 6.0 and fixed["Gate"]["maximum"] == 1.0
     drive = doc["blocks"][0]
-    assert drive["resampler"]["factor"] == 2 and len(drive["resampler"]["taps"]) == 129
+    from dsp.shapers import oversampling_fir
+
+    assert drive["resampler"]["factor"] == 2
+    assert drive["resampler"]["taps"] == [float(t) for t in oversampling_fir(2).numpy()]  # the twin's FIR
+    assert export.engine_latency_samples(doc) == (len(drive["resampler"]["taps"]) - 1) // 2
     assert doc["blocks"][1]["resampler"] is None
     ref = {k["name"]: k["reference"] for k in drive["knob_map"]["knobs"]}
     phys = models["01_Drive"].controls(ref)
@@ -241,12 +245,49 @@ def test_stale_control_ranges_follow_render(render_bin, tmp_path):
 
 
 def test_other_oversampling_factors(render_bin, tmp_path):
-    """3x and 4x (the FIR is the twin's for that factor; latency stays 64 samples)."""
+    """3x and 4x (the FIR is the twin's for that factor; the latency, 2 * OVERSAMPLE_ZEROS
+    base-rate samples, does not depend on the factor)."""
+    from dsp.shapers import OVERSAMPLE_ZEROS
+
     for topology, knobs, factor in (("drive", drive_knobs(), 4), ("amp", amp_knobs(), 3)):
         models = {"b": random_block(topology, knobs, seed=5, oversample=factor)}
         model, doc = write_model(tmp_path, models)
-        assert export.engine_latency_samples(doc) == 64
+        assert export.engine_latency_samples(doc) == 2 * OVERSAMPLE_ZEROS
         check_parity(render_bin, model, doc, models, 44100, settings_for(doc, 1, seed=2)[-1:])
+
+
+def _blackman_fir(factor: int, zeros: int = 32, cutoff: float = 0.9):
+    """The FIR models exported before the half-band design carry (129 taps at 2x, no
+    zero taps): a Blackman-windowed sinc, cut-off 0.9 x Nyquist, DC gain 1."""
+    import torch
+
+    n_taps = 2 * zeros * factor + 1
+    n = np.arange(n_taps, dtype=np.float64)
+    c = zeros * factor
+    g = (cutoff / factor) * np.sinc(cutoff * (n - c) / factor)
+    w = 0.42 - 0.5 * np.cos(2 * np.pi * n / (n_taps - 1)) + 0.08 * np.cos(4 * np.pi * n / (n_taps - 1))
+    h = g * w
+    h = 0.5 * (h + h[::-1])
+    return lambda f, dtype=torch.float64, device=None: torch.as_tensor(h / h.sum(), dtype=dtype, device=device)
+
+
+def test_engine_runs_any_symmetric_fir_from_the_model(render_bin, tmp_path, monkeypatch):
+    """The engine takes the resampler's taps from model.json: a FIR without zero taps
+    (the older 129-tap design, every polyphase component a full dot product) also gives
+    parity and latency (len - 1) / factor; an asymmetric one is refused."""
+    import dsp.shapers
+
+    monkeypatch.setattr(dsp.shapers, "oversampling_fir", _blackman_fir(2))
+    for topology, knobs in (("drive", drive_knobs()), ("amp", amp_knobs())):
+        models = {"b": random_block(topology, knobs, seed=8)}
+        model, doc = write_model(tmp_path, models)
+        assert len(doc["blocks"][0]["resampler"]["taps"]) == 129
+        assert export.engine_latency_samples(doc) == 64
+        check_parity(render_bin, model, doc, models, 48000, settings_for(doc, 1, seed=9)[-1:])
+    doc["blocks"][0]["resampler"]["taps"][3] *= 1.5
+    model.write_text(export.dumps_model(doc), encoding="utf-8")
+    r = subprocess.run([str(render_bin), str(model), "--bench", "0", "48000"], capture_output=True, text=True)
+    assert r.returncode != 0 and "not symmetric" in r.stderr
 
 
 def test_drive_parity_without_oversampling(render_bin, tmp_path):

@@ -26,24 +26,28 @@
 // setKnob() at the next sample (what the parity tests use); knobs set before prepare()
 // never glide.
 //
-// Latency: oversampled blocks resample with a causal linear-phase FIR (the twin applies
-// the same FIR zero-phase), so the output is the twin's output delayed by
-// latencySamples() samples (64 per oversampled block with the default FIR). The dry
-// path of the drive is delayed by the same amount, so nothing else changes.
+// Latency: oversampled blocks resample with a causal linear-phase FIR read from
+// model.json (the twin applies the same FIR zero-phase), so the output is the twin's
+// output delayed by latencySamples() samples: (taps - 1) / factor per oversampled block,
+// 20 with the default half-band FIR (dsp.shapers.oversampling_fir, 41 taps at 2x). The
+// dry path of the drive is delayed by the same amount, so nothing else changes. The two
+// agree exactly on inputs that start and end in silence (the twin's zero-phase filter
+// drops the ringing before t = 0 that a causal one keeps); the goldens are made so.
 //
 // Denormals: process() sets flush-to-zero / denormals-are-zero on x86 (MXCSR) and
 // AArch64 (FPCR.FZ) for its duration and restores the caller's mode on return.
 //
 // Numbers: recursive filters, gains and shapers run in double (filters with low cut-offs
 // need it to reach the twin's output to better than -80 dB); the oversampling FIR runs
-// in float with 4-wide SIMD, and the drive's soft clip uses polynomial log2/exp2
-// (relative error < 1e-6): measured parity with the twin is ESR ~1e-12 (the float32
-// output's own rounding). Samples are float at the interface.
+// in float with 4-wide SIMD (polyphase, zero taps skipped), and the drive's soft clip
+// uses polynomial log2/exp2 (relative error < 1e-6): measured parity with the twin is
+// ESR ~1e-12 (the float32 output's own rounding). Samples are float at the interface.
 //
 // Cost (benchmarks/cpu_engine.py, -O3 -march=x86-64-v2, 2x oversampling on), in
-// instructions per sample: drive ~730 (g++ 12) / ~810 (clang 14), amp ~955 / ~1090.
-// About half of the drive's is the 129-tap oversampling FIR (up + down). While a knob
-// is automated (smoothing on): drive ~900, amp ~1410 (g++).
+// instructions per sample: drive ~358 (g++ 12) / ~366 (clang 14), amp ~628 / ~719.
+// Of the drive's: soft clip ~150 (two high-rate samples), recursive filters ~80, the
+// half-band resampler (up + down) ~70. While a knob is automated (smoothing on): drive
+// ~544, amp ~1092 (g++).
 #pragma once
 
 #include <algorithm>
@@ -461,94 +465,122 @@ inline double softClip2(double x, double posLevel, double negLevel) {
     return x / (a * std::sqrt(1.0 + 1.0 / (a * a)));
 }
 
-/// Dot product of n floats (n a multiple of 8; `a` 16-byte aligned), 4-wide SIMD
-/// (SSE / NEON) without -ffast-math. Clang: explicit vector extensions (it does not
-/// vectorise the reduction below); GCC/MSVC: four interleaved partial sums, which GCC
-/// vectorises into one accumulator (measured best of the variants tried with each).
-inline float dot8(const float* a, const float* b, int n) {
-#if defined(__clang__)
-    typedef float f4 __attribute__((vector_size(16)));
-    f4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
-#pragma unroll 4
-    for (int j = 0; j < n; j += 8) {
-        f4 a0, a1, b0, b1;
-        std::memcpy(&a0, a + j, sizeof a0);
-        std::memcpy(&a1, a + j + 4, sizeof a1);
-        std::memcpy(&b0, b + j, sizeof b0);
-        std::memcpy(&b1, b + j + 4, sizeof b1);
-        s0 += a0 * b0;
-        s1 += a1 * b1;
-    }
-    const f4 t = s0 + s1;
-    return (t[0] + t[1]) + (t[2] + t[3]);
-#else
-#if defined(__GNUC__)
-    a = static_cast<const float*>(__builtin_assume_aligned(a, 16));
-#endif
-    float s[4] = {0, 0, 0, 0};
-#if defined(__GNUC__)
-#pragma GCC unroll 8
-#endif
-    for (int j = 0; j < n; j += 4)
-        for (int l = 0; l < 4; ++l) s[l] += a[j + l] * b[j + l];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-#endif
-}
-
-/// Causal polyphase interpolator / decimator with one linear-phase FIR h (length N).
-/// up:   v[m] = L * sum_k h[k] u0[m - k]   (u0: u zero-stuffed by L)
-/// down: y[n] = sum_k h[k] w[n L - k]
-/// Each adds (N - 1) / 2 high-rate samples of delay. The FIR runs in float (4-wide
-/// SIMD): its rounding error (~1e-7 relative) is far below the -80 dB parity bound.
+/// Causal polyphase interpolator / decimator with one linear-phase FIR h (length N,
+/// odd, symmetric; centre c = (N - 1) / 2 a multiple of L), run a chunk at a time:
+///   up:   v[m] = L * sum_k h[k] u0[m - k]   (u0: u zero-stuffed by L)
+///   down: y[n] = sum_k h[k] w[n L - k]
+/// Each adds c high-rate samples of delay (c / L base-rate samples).
+///
+/// Both run as L polyphase components f_p[j] = h[p + j L] at the base rate, on
+/// "planes": plane q holds the high-rate samples w[n L + q] of the chunk's base steps n.
+///   up:   plane p [n] = sum_j L f_p[j] u[n - j]
+///   down: y[n] = sum_j f_0[j] plane 0 [n - j] + sum_{p>=1} sum_j f_p[j] plane L-p [n - 1 - j]
+/// The block's nonlinear part works on the planes in between (in time order: for each
+/// n, plane 0 .. L-1). Each component keeps only its span of non-zero taps, so the zero
+/// taps of an L-th-band FIR (dsp.shapers.oversampling_fir: every L-th tap from the
+/// centre is 0) cost nothing: for the default half-band FIR (41 taps, 21 non-zero) a
+/// chunk costs 1 + 20 multiply-adds per base-rate sample each way. Every loop runs over
+/// 4 consecutive outputs at once (4-wide SIMD with GCC/Clang vector extensions: no
+/// horizontal sums, taps pre-broadcast). Symmetry is not exploited: it would halve the
+/// multiplies, not the loads and adds. The FIR runs in float: its rounding error
+/// (~1e-7 relative) is far below the -80 dB parity bound. No allocation after design().
 struct Resampler {
+    struct Component {
+        int first = 0;      // base-rate delay of its first non-zero tap (window start)
+        int count = 0;      // non-zero span (0: an all-zero component)
+        size_t offset = 0;  // its taps in taps(), each repeated 4 times (4-aligned)
+    };
     int factor = 1;
-    int upTaps = 0;     // per-phase taps, padded to a multiple of 8
-    int downTaps = 0;   // padded to a multiple of 8
-    int upLen = 0, downLen = 0;
-    std::vector<float> polyphase;  // [phase][j] = L * h[phase + j L]
-    std::vector<float> h;          // decimator taps
-    std::vector<float> upHist, downHist;
-    int upPos = 0, downPos = 0;
+    int hist = 0;    // samples of history kept before a chunk (the longest reach)
+    int stride = 0;  // floats per plane (history + kChunk + slack, a multiple of 4)
+    Component upC[kMaxOversample], downC[kMaxOversample];
+    std::vector<float> coefStore, inStore, planeStore;
 
     void design(const std::vector<double>& fir, int L) {
         factor = L;
         const int n = (int)fir.size();
-        upTaps = (((n + L - 1) / L) + 7) / 8 * 8;
-        polyphase.assign((size_t)L * upTaps, 0.0f);
-        for (int p = 0; p < L; ++p)
-            for (int j = 0; p + j * L < n; ++j) polyphase[(size_t)p * upTaps + j] = (float)(L * fir[p + j * L]);
-        downTaps = (n + 7) / 8 * 8;
-        h.assign(downTaps, 0.0f);
-        for (int k = 0; k < n; ++k) h[k] = (float)fir[k];
-        // double-length circular buffers: contiguous windows without wrap checks
-        upLen = upTaps;
-        downLen = downTaps + L;
-        upHist.assign(2 * (size_t)upLen, 0.0f);
-        downHist.assign(2 * (size_t)downLen, 0.0f);
-        upPos = downPos = 0;
+        std::vector<float> taps;  // 4 copies of each tap
+        int reach = 0;
+        auto place = [&](Component& c, int p, double scale, int shift) {
+            int lo = -1, hi = -1;
+            for (int j = 0; p + j * L < n; ++j)
+                if (fir[(size_t)(p + j * L)] != 0.0) { if (lo < 0) lo = j; hi = j; }
+            c = Component();
+            if (lo < 0) return;  // contributes nothing
+            c.first = lo + shift;
+            c.count = hi - lo + 1;
+            c.offset = taps.size();
+            for (int j = lo; j <= hi; ++j)
+                for (int l = 0; l < 4; ++l) taps.push_back((float)(scale * fir[(size_t)(p + j * L)]));
+            reach = std::max(reach, c.first + c.count - 1);
+        };
+        // down: y[n] = sum_p sum_j f_p[j] w[(n - j) L - p]; for p >= 1 that sample is
+        // high-rate sample L - p of base step n - j - 1 (one slot further back).
+        for (int p = 0; p < L; ++p) place(upC[p], p, (double)L, 0);
+        for (int p = 0; p < L; ++p) place(downC[p], p, 1.0, p > 0 ? 1 : 0);
+        coefStore.assign(taps.size() + 3, 0.0f);  // + 3: room to align
+        std::copy(taps.begin(), taps.end(), coefStore.begin() + (taps4() - coefStore.data()));
+        hist = reach;
+        stride = (hist + kChunk + 4 + 3) / 4 * 4;  // + 4: outputs are computed 4 at a time
+        inStore.assign((size_t)stride, 0.0f);
+        planeStore.assign((size_t)stride * (size_t)L, 0.0f);
     }
     void reset() {
-        std::fill(upHist.begin(), upHist.end(), 0.0f);
-        std::fill(downHist.begin(), downHist.end(), 0.0f);
-        upPos = downPos = 0;
+        std::fill(inStore.begin(), inStore.end(), 0.0f);
+        std::fill(planeStore.begin(), planeStore.end(), 0.0f);
     }
-    /// Push one base-rate sample, write `factor` high-rate samples.
-    inline void up(double u, double* out) {
-        upPos = (upPos == 0 ? upLen : upPos) - 1;
-        upHist[upPos] = upHist[upPos + upLen] = (float)u;
-        const float* x = &upHist[upPos];  // x[j] = u[n - j]
-        for (int p = 0; p < factor; ++p) out[p] = dot8(&polyphase[(size_t)p * upTaps], x, upTaps);
+    /// Where the chunk's base-rate input goes: input()[i] = u[i], i < n (input()[-d]: history).
+    float* input() { return inStore.data() + hist; }
+    /// Plane q of the chunk: plane(q)[i] = w[i L + q], i < n (+ 3 writable slack samples).
+    float* plane(int q) { return planeStore.data() + (size_t)q * (size_t)stride + hist; }
+
+    /// input()[0..n) -> plane(0..L-1)[0..n).
+    void up(int n) {
+        const float* x = input();
+        for (int p = 0; p < factor; ++p) fir4(upC[p], x, plane(p), n, false);
     }
-    /// Push `factor` high-rate samples, return one base-rate sample.
-    inline double down(const double* w) {
-        for (int p = 0; p < factor; ++p) {
-            downPos = (downPos == 0 ? downLen : downPos) - 1;
-            downHist[downPos] = downHist[downPos + downLen] = (float)w[p];
+    /// plane(0..L-1)[0..n) -> y[0..n) (y: room for n rounded up to 4); then keeps the
+    /// history for the next chunk.
+    void down(float* y, int n) {
+        fir4(downC[0], plane(0), y, n, false);
+        for (int p = 1; p < factor; ++p) fir4(downC[p], plane(factor - p), y, n, true);
+        shift(inStore.data(), n);
+        for (int q = 0; q < factor; ++q) shift(planeStore.data() + (size_t)q * (size_t)stride, n);
+    }
+
+private:
+    /// The 16-byte aligned start of the (4 times repeated) taps inside coefStore.
+    const float* taps4() const {
+        const float* p = coefStore.data();
+        return p + ((16 - (reinterpret_cast<std::uintptr_t>(p) & 15)) & 15) / sizeof(float);
+    }
+    /// out[i] (+)= sum_j tap_j * x[i - first - j], i < n rounded up to 4.
+    void fir4(const Component& c, const float* x, float* out, int n, bool accumulate) const {
+        const float* k = taps4() + c.offset;
+        for (int i = 0; i < n; i += 4) {
+            const float* xi = x + i - c.first;
+#if defined(__GNUC__) || defined(__clang__)
+            typedef float f4 __attribute__((vector_size(16)));
+            const f4* kv = static_cast<const f4*>(__builtin_assume_aligned(static_cast<const void*>(k), 16));
+            auto at = [xi](int j) { f4 v; std::memcpy(&v, xi - j, sizeof v); return v; };
+            f4 acc = {0, 0, 0, 0};
+            if (accumulate) std::memcpy(&acc, out + i, sizeof acc);
+            int j = 0;
+            for (; j + 4 <= c.count; j += 4)
+                acc += kv[j] * at(j) + kv[j + 1] * at(j + 1) + kv[j + 2] * at(j + 2) + kv[j + 3] * at(j + 3);
+            for (; j < c.count; ++j) acc += kv[j] * at(j);
+            std::memcpy(out + i, &acc, sizeof acc);
+#else
+            for (int l = 0; l < 4; ++l) {
+                float acc = accumulate ? out[i + l] : 0.0f;
+                for (int j = 0; j < c.count; ++j) acc += k[4 * j] * xi[l - j];
+                out[i + l] = acc;
+            }
+#endif
         }
-        // newest sample (phase factor-1) sits at downPos; the output at the phase-0
-        // instant n L is sum h[k] w[nL - k]: its window starts factor-1 samples further on.
-        return dot8(h.data(), &downHist[downPos + factor - 1], downTaps);
     }
+    /// The last `hist` samples before index hist + n become the history.
+    void shift(float* buf, int n) const { std::memmove(buf, buf + n, sizeof(float) * (size_t)hist); }
 };
 
 /// A gain that glides linearly to a new value over one control period (no zipper noise
@@ -792,6 +824,9 @@ public:
         if (oversample < 1 || oversample > kMaxOversample) throw std::runtime_error("unit-model: oversample");
         if (oversample > 1 && (fir.empty() || (fir.size() - 1) % (2 * (size_t)oversample) != 0))
             throw std::runtime_error("unit-model: resampler taps missing or of a length this engine cannot align");
+        for (size_t k = 0; k < fir.size(); ++k)  // linear phase: the latency below assumes it
+            if (fir[k] != fir[fir.size() - 1 - k])
+                throw std::runtime_error("unit-model: resampler taps are not symmetric");
         loadShared(b["shared"]);
         for (size_t i = 0; i < map.controls.size(); ++i)
             if (map.controls[i].name != expectedControl(i))
@@ -860,26 +895,34 @@ public:
         outGain_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
     }
     void process(double* x, int n) override {
-        const int L = oversample;
-        double hi[kMaxOversample];
-        for (int i = 0; i < n; ++i) {
-            const double in = x[i];
-            double u = preGain_.next() * lp_.tick(hp_.tick(in));
-            double clipped;
-            if (L > 1) {
-                resampler.up(u, hi);
-                int p = 0;
-#if defined(UNIT_ENGINE_VEC2)
-                for (; p + 1 < L; p += 2) dsp::v2::softClip(hi + p, posLevel_, negLevel_, p_, invP_);
-#endif
-                for (; p < L; ++p) hi[p] = dsp::softClip(hi[p], posLevel_, negLevel_, p_, invP_);
-                clipped = resampler.down(hi);
-            } else {
-                clipped = dsp::softClip(u, posLevel_, negLevel_, p_, invP_);
+        if (oversample == 1) {
+            for (int i = 0; i < n; ++i) {
+                const double u = preGain_.next() * lp_.tick(hp_.tick(x[i]));
+                post(x[i], dsp::softClip(u, posLevel_, negLevel_, p_, invP_));
             }
-            double z = clipped + dryMix_.next() * dry_.tick(in);
-            x[i] = outGain_.next() * shelf_.tick(tone_.tick(dc_.tick(z)));
+            return;
         }
+        // The clipper is memoryless: the chunk goes through stage by stage (input
+        // filters -> up -> clip every high-rate sample -> down -> output filters).
+        float* u = resampler.input();
+        for (int i = 0; i < n; ++i) u[i] = (float)(preGain_.next() * lp_.tick(hp_.tick(x[i])));
+        resampler.up(n);
+        for (int q = 0; q < oversample; ++q) {
+            float* w = resampler.plane(q);
+            int i = 0;
+#if defined(UNIT_ENGINE_VEC2)
+            for (; i < n; i += 2) {  // pairs (the plane has slack for an odd n)
+                double v[2] = {w[i], w[i + 1]};
+                dsp::v2::softClip(v, posLevel_, negLevel_, p_, invP_);
+                w[i] = (float)v[0];
+                w[i + 1] = (float)v[1];
+            }
+#endif
+            for (; i < n; ++i) w[i] = (float)dsp::softClip(w[i], posLevel_, negLevel_, p_, invP_);
+        }
+        float y[kChunk + 4];
+        resampler.down(y, n);
+        for (int i = 0; i < n; ++i) post(x[i], y[i]);
     }
     void reset() override {
         Block::reset();
@@ -891,6 +934,11 @@ public:
     }
 
 private:
+    /// dry mix (latency-compensated) and the output filters; x: the input, replaced.
+    inline void post(double& x, double clipped) {
+        const double z = clipped + dryMix_.next() * dry_.tick(x);
+        x = outGain_.next() * shelf_.tick(tone_.tick(dc_.tick(z)));
+    }
     dsp::Section hp_, lp_, dc_, tone_, shelf_;
     dsp::Delay dry_;
     dsp::Ramp preGain_, dryMix_, outGain_;
@@ -1032,27 +1080,27 @@ public:
 
     void process(double* x, int n) override {
         const int L = oversample;
-        double hi[kMaxOversample];
+        if (L == 1) {
+            for (int i = 0; i < n; ++i) {
+                const double u = pre_.next() * inHp_.tick(x[i]);
+                x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
+            }
+            return;
+        }
+        // up the chunk, run the high-rate chain in time order, then down
+        float* u = resampler.input();
+        for (int i = 0; i < n; ++i) u[i] = (float)(pre_.next() * inHp_.tick(x[i]));
+        resampler.up(n);
+        float* w[kMaxOversample];
+        for (int q = 0; q < L; ++q) w[q] = resampler.plane(q);
         for (int i = 0; i < n; ++i) {
-            double u = pre_.next() * inHp_.tick(x[i]);
             const double gStage2 = stage2_.next(), gPost = post_.next(), gMaster = master_.next(),
                          gLevel = level_.next();
-            if (L > 1) resampler.up(u, hi);
-            else hi[0] = u;
-            for (int p = 0; p < L; ++p) {
-                double v = dsp::softClip2(hi[p] + bias1_, 1.0, 1.0) - f1_;
-                v = gStage2 * lp1_.tick(hp1_.tick(v));
-                v = dsp::softClip2(v + bias2_, 1.0, 1.0) - f2_;
-                v = gPost * ts_.tick(lp2_.tick(hp2_.tick(v)));
-                // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
-                sagE_ = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * sagE_;
-                const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
-                const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
-                v = pushPull(v * g * gMaster);
-                hi[p] = gLevel * dc_.tick(depth_.tick(presence_.tick(v)));
-            }
-            x[i] = L > 1 ? resampler.down(hi) : hi[0];
+            for (int q = 0; q < L; ++q) w[q][i] = (float)highRate(w[q][i], gStage2, gPost, gMaster, gLevel);
         }
+        float y[kChunk + 4];
+        resampler.down(y, n);
+        for (int i = 0; i < n; ++i) x[i] = y[i];
     }
     void reset() override {
         Block::reset();
@@ -1068,6 +1116,19 @@ public:
     }
 
 private:
+    /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
+    inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
+        v = dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
+        v = gStage2 * lp1_.tick(hp1_.tick(v));
+        v = dsp::softClip2(v + bias2_, 1.0, 1.0) - f2_;
+        v = gPost * ts_.tick(lp2_.tick(hp2_.tick(v)));
+        // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
+        sagE_ = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * sagE_;
+        const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
+        const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
+        v = pushPull(v * g * gMaster);
+        return gLevel * dc_.tick(depth_.tick(presence_.tick(v)));
+    }
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
     static inline double on(double u, double k2) { return 0.5 * (u + std::sqrt(u * u + k2)); }
