@@ -121,15 +121,73 @@ def cmd_capture(args) -> int:
     from .project import Project
 
     project = Project.open(args.dir)
+    if args.list_params:
+        return _list_plugin_params(project, args)
 
     def progress(i: int, n: int, outcome) -> None:
         print(f"[{i:>3}/{n}] {outcome.capture.filename}: {outcome.message} ({outcome.seconds:.1f} s)", flush=True)
 
-    outcomes = capture_missing(project, args.command, block_id=args.block, limit=args.limit,
-                               timeout_s=args.timeout, on_progress=progress)
+    try:
+        if args.plugin is not None:
+            from .capture import capture_missing_with_plugin
+            from .plugin_host import PluginError
+
+            try:
+                outcomes = capture_missing_with_plugin(project, args.plugin or None, block_id=args.block,
+                                                       limit=args.limit, on_progress=progress,
+                                                       log=lambda line: print(line, flush=True))
+            except PluginError as exc:
+                raise CliError(str(exc)) from None
+        else:
+            outcomes = capture_missing(project, args.command, block_id=args.block, limit=args.limit,
+                                       timeout_s=args.timeout, on_progress=progress)
+    except KeyboardInterrupt:
+        print("stopped: the capture being rendered was discarded (nothing is left under its name); run the same "
+              "command again to go on.", file=sys.stderr, flush=True)
+        return 130
     ok = sum(o.ok for o in outcomes)
+    if ok:  # checks across captures (identical audio at different settings: a knob did nothing)
+        from .checks import Status
+
+        states = {s.relpath: s for s in project.scan().states}
+        for o in outcomes:
+            s = states.get(o.capture.relpath)
+            if o.ok and s is not None and s.status == Status.INVALID:
+                print(f"  invalid  {o.capture.filename}: {s.reason}", flush=True)
+                ok -= 1
     print(f"{ok}/{len(outcomes)} captures rendered and ready." if outcomes else "Nothing to capture: no capture is missing.")
     return 0 if ok == len(outcomes) else 1
+
+
+def _list_plugin_params(project, args) -> int:
+    """capture --plugin [PATH] --list-params: the plugin's parameters, named as rig.toml may use them."""
+    from .plugin_host import HostedPlugin, PluginError, resolve_plugin_path
+
+    if args.plugin is None:
+        raise CliError("--list-params lists a plugin's parameters: use it with --plugin PATH.")
+    blocks = [project.rig.block(args.block)] if args.block else list(project.rig.blocks)
+    seen: set = set()
+    for block in blocks:
+        spec = args.plugin or block.plugin
+        if not spec:
+            if args.block:
+                raise CliError(f"block {block.id} names no plugin: give --plugin PATH.")
+            continue
+        path = resolve_plugin_path(spec, project.root)
+        if (path, block.plugin_name) in seen:
+            continue
+        seen.add((path, block.plugin_name))
+        try:
+            host = HostedPlugin(path, block.plugin_name)
+        except PluginError as exc:
+            raise CliError(str(exc)) from None
+        print(f"{host.name} ({path}): {len(host.params)} parameters. In rig.toml, plugin_param / plugin_params take "
+              "the first name or the plugin's own (quoted) name; values are in the units shown.")
+        for line in host.describe():
+            print(f"  {line}")
+    if not seen:
+        raise CliError("no block names a plugin: give --plugin PATH.")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -391,12 +449,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--count", type=int, required=True)
     s.set_defaults(func=cmd_add_chaos)
 
-    s = sub.add_parser("capture", help="render every missing capture with a command (sox, lv2file, a script...)")
+    s = sub.add_parser("capture", help="render every missing capture with a command or through a VST3/AU plugin")
     s.add_argument("dir")
-    s.add_argument("--command", required=True, help="shell template; see README 'Automatic capture' for placeholders")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--command", help="shell template; see README 'Automatic capture' for placeholders")
+    g.add_argument("--plugin", nargs="?", const="", metavar="PATH",
+                   help="host this VST3 (AU on macOS) plugin with pedalboard, its parameters set from rig.toml's "
+                        "plugin_param mapping; without PATH: each block's plugin = \"...\" from rig.toml")
     s.add_argument("--block", help="only this block")
     s.add_argument("--limit", type=int, help="at most this many captures")
-    s.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per capture (default 600)")
+    s.add_argument("--timeout", type=float, default=600.0,
+                   help="with --command: seconds allowed per capture (default 600)")
+    s.add_argument("--list-params", action="store_true",
+                   help="with --plugin: list the plugin's parameters (names and ranges for rig.toml) and exit")
     s.set_defaults(func=cmd_capture)
 
     s = sub.add_parser("train", help="fit the twin of each block (headless; progress lines)")

@@ -22,6 +22,10 @@ ROLES = ("sweep", "chaos", "fixed")
 KINDS = ("continuous", "switch")
 TEMPLATES = ("unit1",)
 DEFAULT_SWEEP_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: seconds of silence rendered after the test signal by ``capture --plugin`` (the checks
+#: accept up to 3 s of tail)
+DEFAULT_PLUGIN_TAIL_S = 1.0
+MAX_PLUGIN_TAIL_S = 3.0
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 _BAD_NAME_CHARS = re.compile(r"[/\\:\x00-\x1f]")
@@ -85,6 +89,10 @@ class Knob:
     chaos_limits: tuple[float, float] = (0.0, 10.0)
     fixed: float = 5.0
     affects: tuple[str, ...] | None = None
+    # capture --plugin: the plugin parameter this knob turns, and how its values map
+    plugin_param: str | None = None
+    plugin_range: tuple[float, float] | None = None  # plugin values at minimum, maximum (linear)
+    plugin_values: tuple[float | str | bool, ...] | None = None  # switches: one per position
 
     @property
     def token(self) -> str:
@@ -119,6 +127,12 @@ class Knob:
             out["fixed"] = self.fixed
         if self.affects is not None:
             out["affects"] = list(self.affects)
+        if self.plugin_param is not None:
+            out["plugin_param"] = self.plugin_param
+        if self.plugin_range is not None:
+            out["plugin_range"] = list(self.plugin_range)
+        if self.plugin_values is not None:
+            out["plugin_values"] = list(self.plugin_values)
         return out
 
 
@@ -132,6 +146,11 @@ class Block:
     name: str = ""
     chaos_count: int = 0
     chaos_seed: int = 0
+    # capture --plugin: the plugin, its fixed parameters, the tail rendered after the signal
+    plugin: str | None = None
+    plugin_name: str | None = None  # which plugin of a file that holds several
+    plugin_params: tuple[tuple[str, float | str | bool], ...] = ()
+    plugin_tail: float = DEFAULT_PLUGIN_TAIL_S
 
     @property
     def modelled_knobs(self) -> tuple[Knob, ...]:
@@ -161,6 +180,10 @@ class Block:
             "topology": self.topology,
             "chaos_count": self.chaos_count,
             "chaos_seed": self.chaos_seed,
+            **({"plugin": self.plugin} if self.plugin is not None else {}),
+            **({"plugin_name": self.plugin_name} if self.plugin_name is not None else {}),
+            **({"plugin_params": dict(self.plugin_params)} if self.plugin_params else {}),
+            **({"plugin_tail": self.plugin_tail} if self.plugin_tail != DEFAULT_PLUGIN_TAIL_S else {}),
             "knobs": [k.to_toml_dict() for k in self.knobs],
         }
 
@@ -238,9 +261,104 @@ def _numlist(value: Any, what: str) -> tuple[float, ...]:
 
 _KNOB_FIELDS = {
     "name", "role", "kind", "minimum", "maximum", "positions", "reference", "sweep",
-    "chaos_limits", "fixed", "affects",
+    "chaos_limits", "fixed", "affects", "plugin_param", "plugin_range", "plugin_values",
 }
-_BLOCK_FIELDS = {"id", "name", "topology", "chaos_count", "chaos_seed", "knobs"}
+_BLOCK_FIELDS = {"id", "name", "topology", "chaos_count", "chaos_seed", "knobs",
+                 "plugin", "plugin_name", "plugin_params", "plugin_tail"}
+#: fields of capture --plugin; an error about one points at its own line
+PLUGIN_FIELDS = ("plugin_params", "plugin_param", "plugin_range", "plugin_values", "plugin_tail",
+                 "plugin_name", "plugin")
+
+
+def _plugin_value(v: Any, what: str) -> float | str | bool:
+    """A value a plugin parameter can take: a number, true/false or the text of a choice."""
+    if isinstance(v, bool) or isinstance(v, str):
+        if isinstance(v, str) and not v.strip():
+            raise RigError(f"{what}: an empty text is not a plugin value; write a number, true/false or the "
+                           "choice's text as the plugin shows it.")
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    raise RigError(f"{what}: {v!r} is not a plugin value; write a number, true/false or the choice's text.")
+
+
+def _parse_knob_plugin(raw: dict, where: str, kind: str, positions: tuple[int, ...]):
+    """The knob's plugin_param / plugin_range / plugin_values (capture --plugin)."""
+    param = raw.get("plugin_param")
+    if param is not None and (not isinstance(param, str) or not param.strip()):
+        raise RigError(f"{where}: plugin_param must be the plugin parameter's name as text, e.g. "
+                       f"plugin_param = \"Drive\", got {param!r}.")
+    prange = raw.get("plugin_range")
+    pvalues = raw.get("plugin_values")
+    if param is None and (prange is not None or pvalues is not None):
+        field = "plugin_range" if prange is not None else "plugin_values"
+        raise RigError(f"{where}: {field} needs plugin_param (the plugin parameter it applies to).")
+    if prange is not None and pvalues is not None:
+        raise RigError(f"{where}: plugin_range and plugin_values both given; keep one (plugin_values lists "
+                       "a value per switch position, plugin_range maps the range linearly).")
+    if prange is not None:
+        if not isinstance(prange, list) or len(prange) != 2:
+            raise RigError(f"{where}: plugin_range must be [value at minimum, value at maximum] in the plugin's "
+                           f"units, e.g. plugin_range = [0, 100], got {prange!r}.")
+        lo, hi = (_num(v, f"{where}: plugin_range") for v in prange)
+        if lo == hi:
+            raise RigError(f"{where}: plugin_range [{lo:g}, {hi:g}] maps the whole knob to one value; "
+                           "give the plugin values at the knob's minimum and maximum.")
+        prange = (lo, hi)
+    if pvalues is not None:
+        if kind != "switch":
+            raise RigError(f"{where}: plugin_values is for switches (one plugin value per position); "
+                           "a continuous knob uses plugin_range = [at minimum, at maximum].")
+        if not isinstance(pvalues, list) or len(pvalues) != len(positions):
+            raise RigError(f"{where}: plugin_values must list one plugin value per switch position "
+                           f"({len(positions)} for positions {list(positions)}), got {pvalues!r}.")
+        pvalues = tuple(_plugin_value(v, f"{where}: plugin_values") for v in pvalues)
+    return (param.strip() if param is not None else None), prange, pvalues
+
+
+def _parse_block_plugin(raw: dict, bid: str, knobs: tuple["Knob", ...]):
+    """The block's plugin / plugin_name / plugin_params / plugin_tail (capture --plugin)."""
+    where = f"block {bid}"
+    plugin = raw.get("plugin")
+    if plugin is not None and (not isinstance(plugin, str) or not plugin.strip()):
+        raise RigError(f"{where}: plugin must be the path of a .vst3 (or, on macOS, .component) as text, "
+                       f"got {plugin!r}.")
+    name = raw.get("plugin_name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise RigError(f"{where}: plugin_name must be text (the plugin's name in a file that holds several).")
+    params_raw = raw.get("plugin_params", {})
+    if not isinstance(params_raw, dict):
+        raise RigError(f"{where}: plugin_params must be a table of plugin parameter = value, e.g. "
+                       "plugin_params = { \"Mix\" = 100.0, \"Gate\" = false }.")
+    params = []
+    for key, value in params_raw.items():
+        if not key.strip():
+            raise RigError(f"{where}: plugin_params has an empty parameter name.")
+        if isinstance(value, dict):
+            raise RigError(f"{where}: plugin_params: {key!r} = a table; write plugin_params as "
+                           "\"Parameter name\" = value (quote names with spaces or dots).")
+        params.append((key, _plugin_value(value, f"{where}: plugin_params {key!r}")))
+    tail = raw.get("plugin_tail", DEFAULT_PLUGIN_TAIL_S)
+    tail = _num(tail, f"{where}: plugin_tail")
+    if not 0.0 <= tail <= MAX_PLUGIN_TAIL_S:
+        raise RigError(f"{where}: plugin_tail must be 0-{MAX_PLUGIN_TAIL_S:g} seconds (the checks accept up to "
+                       f"{MAX_PLUGIN_TAIL_S:g} s after the test signal), got {tail:g}.")
+    # one plugin parameter, one owner
+    owners: dict[str, str] = {}
+    for k in knobs:
+        if k.plugin_param is None:
+            continue
+        key = k.plugin_param.lower()
+        if key in owners:
+            raise RigError(f"knob {k.name!r} of block {bid}: plugin_param {k.plugin_param!r} is already turned by "
+                           f"knob {owners[key]!r}; a plugin parameter can follow one knob only.")
+        owners[key] = k.name
+    for key, _ in params:
+        if key.strip().lower() in owners:
+            raise RigError(f"{where}: plugin_params sets {key!r}, which knob {owners[key.strip().lower()]!r} "
+                           "turns (plugin_param); remove it from plugin_params.")
+    return (plugin.strip() if plugin is not None else None,
+            name.strip() if name is not None else None, tuple(params), tail)
 _RIG_FIELDS = {"format", "project", "rig_folder", "sample_rate", "test_signal", "blocks"}
 
 
@@ -319,10 +437,12 @@ def _parse_knob(raw: Any, block_id: str, index: int) -> Knob:
         if not isinstance(affects, list) or not all(isinstance(a, str) and a for a in affects):
             raise RigError(f"{where}: affects must be a list of DSP control names, e.g. [\"pre_gain_db\"].")
         affects = tuple(affects)
+    plugin_param, plugin_range, plugin_values = _parse_knob_plugin(raw, where, kind, positions)
     return Knob(
         name=name, role=role, kind=kind, minimum=minimum, maximum=maximum, positions=positions,
         reference=reference, sweep=tuple(float(v) for v in sweep),
         chaos_limits=(float(limits[0]), float(limits[1])), fixed=fixed, affects=affects,
+        plugin_param=plugin_param, plugin_range=plugin_range, plugin_values=plugin_values,
     )
 
 
@@ -362,7 +482,9 @@ def _parse_block(raw: Any, index: int) -> Block:
     name = raw.get("name", bid)
     if not isinstance(name, str):
         raise RigError(f"block {bid}: name must be text.")
-    return Block(id=bid, name=name, topology=topology, knobs=knobs, chaos_count=chaos_count, chaos_seed=seed)
+    plugin, plugin_name, plugin_params, plugin_tail = _parse_block_plugin(raw, bid, knobs)
+    return Block(id=bid, name=name, topology=topology, knobs=knobs, chaos_count=chaos_count, chaos_seed=seed,
+                 plugin=plugin, plugin_name=plugin_name, plugin_params=plugin_params, plugin_tail=plugin_tail)
 
 
 def rig_from_dict(data: dict[str, Any]) -> Rig:
@@ -412,6 +534,18 @@ def parse_rig(text: str, source: str = "rig.toml") -> Rig:
             line = where.line_of(f'"{m.group(1)}"', after=start)
         elif m:
             line = where.line_of(f'"{m.group(1)}"')
+        if m:
+            # a capture --plugin field: point at its own line (after the block / knob)
+            after = msg[m.end():].lstrip()
+            head = f" {after.split(';')[0]} "
+            field = (next((f for f in PLUGIN_FIELDS if after.startswith(f)), None)
+                     or next((f for f in PLUGIN_FIELDS if f" {f} " in head), None))
+            if field and line:
+                knob_level = m.re.pattern.startswith("knob")
+                end = where.line_of("[[blocks" if knob_level else "[[blocks]]", after=line) or len(where.lines) + 1
+                at = where.line_of(f"{field} =", f"{field}=", f"{field}]", after=line - 1)
+                if at and at < end:
+                    line = at
         else:
             field_m = re.match(r"(\w+)", msg)
             if field_m:

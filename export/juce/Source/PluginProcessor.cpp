@@ -1,5 +1,7 @@
 #include "PluginProcessor.h"
 
+#include "PluginEditor.h"
+
 #include "unit_model_data.h"
 
 namespace {
@@ -91,10 +93,20 @@ void UnitRigProcessor::prepareToPlay(double sr, int samplesPerBlock) {
         f->coefficients = new juce::dsp::IIR::Coefficients<float>(1, 0, 0, 1, 0, 0);  // allocated here, not in process
         f->prepare(mono);
     }
+    takePendingImpulseResponse();  // before prepare(): the IR is then ready for the first block
     cabinet.prepare(mono);
     delay.prepare(mono);
     reverb.prepare(mono);
     updateHandBlocks();
+}
+
+void UnitRigProcessor::reset() {
+    engine.reset();
+    gate.reset();
+    for (auto* f : {&eqLow, &eqMid, &eqHigh}) f->reset();
+    cabinet.reset();
+    delay.reset();
+    reverb.reset();
 }
 
 void UnitRigProcessor::updateHandBlocks() {
@@ -105,9 +117,12 @@ void UnitRigProcessor::updateHandBlocks() {
     *eqHigh.coefficients = AC::makeHighShelf(sr, 3500.0f, 0.707f, juce::Decibels::decibelsToGain(param(apvts, "eq_high_db")));
     gate.setThreshold(param(apvts, "gate_threshold_db"));
     juce::dsp::Reverb::Parameters rp;
+    // juce::Reverb scales wetLevel by 3 and dryLevel by 2 internally: undo that, so mix 0
+    // is the dry signal at unity gain (exactly) and mix 1 the wet signal with the dry at -6 dB
+    const float mix = param(apvts, "reverb_mix");
     rp.roomSize = param(apvts, "reverb_size");
-    rp.wetLevel = param(apvts, "reverb_mix");
-    rp.dryLevel = 1.0f - 0.5f * rp.wetLevel;
+    rp.wetLevel = mix / 3.0f;
+    rp.dryLevel = 0.5f * (1.0f - 0.5f * mix);
     reverb.setParameters(rp);
 }
 
@@ -126,12 +141,13 @@ void UnitRigProcessor::processBlock(juce::AudioBuffer<float>& buffer, juce::Midi
 
     juce::dsp::AudioBlock<float> block(&x, 1, (size_t)n);
     juce::dsp::ProcessContextReplacing<float> ctx(block);
-    gate.process(ctx);
+    if (param(apvts, "gate_threshold_db") > -100.0f) gate.process(ctx);  // at -100 dB (its minimum) the gate is off
     engine.process(x, n);  // the trained blocks in series
     eqLow.process(ctx);
     eqMid.process(ctx);
     eqHigh.process(ctx);
-    if (param(apvts, "cab_on") > 0.5f && cabinet.getCurrentIRSize() > 0) cabinet.process(ctx);
+    takePendingImpulseResponse();
+    if (param(apvts, "cab_on") > 0.5f && irActive.load() && cabinet.getCurrentIRSize() > 0) cabinet.process(ctx);
     const float mix = param(apvts, "delay_mix"), fb = param(apvts, "delay_feedback");
     delay.setDelay((float)(param(apvts, "delay_ms") * 0.001 * sampleRate));
     for (int i = 0; i < n; ++i) {
@@ -145,20 +161,93 @@ void UnitRigProcessor::processBlock(juce::AudioBuffer<float>& buffer, juce::Midi
     for (int ch = 1; ch < getTotalNumOutputChannels(); ++ch) buffer.copyFrom(ch, 0, buffer, 0, 0, n);
 }
 
-void UnitRigProcessor::loadImpulseResponse(const juce::File& file) {
-    cabinet.loadImpulseResponse(file, juce::dsp::Convolution::Stereo::no, juce::dsp::Convolution::Trim::yes, 0,
-                                juce::dsp::Convolution::Normalise::yes);
+bool UnitRigProcessor::loadImpulseResponse(const juce::File& file) {
+    constexpr double kMaxSeconds = 10.0;
+    auto fail = [&](const juce::String& why) {  // the slot keeps what it had
+        const juce::ScopedLock sl(irInfoLock);
+        irStatus = "IR not loaded: " + why +
+                   (irPath.isNotEmpty() ? "; still using " + juce::File(irPath).getFileName() : "");
+        return false;
+    };
+    if (!file.existsAsFile()) return fail(file.getFullPathName() + " does not exist; choose the file again");
+    juce::AudioFormatManager formats;
+    formats.registerBasicFormats();
+    std::unique_ptr<juce::AudioFormatReader> reader(formats.createReaderFor(file));
+    if (reader == nullptr || reader->lengthInSamples <= 0 || reader->sampleRate <= 0)
+        return fail(file.getFileName() + " is not a readable WAV/AIFF file");
+    const int channels = std::max(1, (int)reader->numChannels);
+    const int length = (int)std::min(reader->lengthInSamples, (juce::int64)(kMaxSeconds * reader->sampleRate));
+    juce::AudioBuffer<float> all(channels, length);
+    if (!reader->read(&all, 0, length, 0, true, true)) return fail("cannot read " + file.getFileName());
+    juce::AudioBuffer<float> mono(1, length);  // the chain is mono: average the channels
+    mono.copyFrom(0, 0, all, 0, 0, length);
+    for (int ch = 1; ch < channels; ++ch) mono.addFrom(0, 0, all, ch, 0, length);
+    if (channels > 1) mono.applyGain(1.0f / (float)channels);
+    {
+        const juce::SpinLock::ScopedLockType sl(pendingIrLock);
+        std::swap(pendingIr, mono);  // the old pending buffer (if any) is freed here, not on the audio thread
+        pendingIrRate = reader->sampleRate;
+        pendingIrReady = true;
+    }
+    const juce::ScopedLock sl(irInfoLock);
+    irPath = file.getFullPathName();
+    irStatus = "IR: " + file.getFileName() + " (" + juce::String((double)length / reader->sampleRate, 2) + " s" +
+               (reader->lengthInSamples > length ? ", cut to 10 s" : "") + ")";
+    return true;
 }
 
-juce::AudioProcessorEditor* UnitRigProcessor::createEditor() { return new juce::GenericAudioProcessorEditor(*this); }
+void UnitRigProcessor::clearImpulseResponse() {
+    irActive.store(false);
+    {
+        const juce::SpinLock::ScopedLockType sl(pendingIrLock);
+        pendingIrReady = false;
+    }
+    const juce::ScopedLock sl(irInfoLock);
+    irPath = {};
+    irStatus = "No IR loaded (the cabinet slot passes the signal through)";
+}
+
+juce::String UnitRigProcessor::impulseResponsePath() const {
+    const juce::ScopedLock sl(irInfoLock);
+    return irPath;
+}
+
+juce::String UnitRigProcessor::impulseResponseStatus() const {
+    const juce::ScopedLock sl(irInfoLock);
+    return irStatus;
+}
+
+void UnitRigProcessor::takePendingImpulseResponse() {
+    const juce::SpinLock::ScopedTryLockType sl(pendingIrLock);  // never waits on the audio thread
+    if (!sl.isLocked() || !pendingIrReady) return;
+    // wait-free: the buffer is moved into the convolution's queue, loaded on its thread
+    cabinet.loadImpulseResponse(std::move(pendingIr), pendingIrRate, juce::dsp::Convolution::Stereo::no,
+                                juce::dsp::Convolution::Trim::yes, juce::dsp::Convolution::Normalise::yes);
+    pendingIrReady = false;
+    irActive.store(true);
+}
+
+juce::AudioProcessorEditor* UnitRigProcessor::createEditor() { return new UnitRigEditor(*this); }
 
 void UnitRigProcessor::getStateInformation(juce::MemoryBlock& destData) {
-    if (auto xml = apvts.copyState().createXml()) copyXmlToBinary(*xml, destData);
+    auto state = apvts.copyState();
+    state.setProperty("ir_path", impulseResponsePath(), nullptr);  // the IR by path (the file is not embedded)
+    if (auto xml = state.createXml()) copyXmlToBinary(*xml, destData);
 }
 
 void UnitRigProcessor::setStateInformation(const void* data, int sizeInBytes) {
-    if (auto xml = getXmlFromBinary(data, sizeInBytes))
-        if (xml->hasTagName(apvts.state.getType())) apvts.replaceState(juce::ValueTree::fromXml(*xml));
+    auto xml = getXmlFromBinary(data, sizeInBytes);
+    if (xml == nullptr || !xml->hasTagName(apvts.state.getType())) return;
+    apvts.replaceState(juce::ValueTree::fromXml(*xml));
+    const juce::String path = xml->getStringAttribute("ir_path");
+    if (path.isEmpty() || !juce::File::isAbsolutePath(path)) {
+        clearImpulseResponse();
+    } else if (!loadImpulseResponse(juce::File(path))) {
+        clearImpulseResponse();  // the session's IR is gone: an empty slot, but the path is kept
+        const juce::ScopedLock sl(irInfoLock);  // (saved again as it was) and the editor says so
+        irPath = path;
+        irStatus = "IR not found: " + path + " (load it again)";
+    }
 }
 
 juce::AudioProcessor* JUCE_CALLTYPE createPluginFilter() { return new UnitRigProcessor(); }
