@@ -242,12 +242,16 @@ def score(project, key: str, block, n_settings: int, seed: int) -> dict:
                   and s.capture.filename.removesuffix(".wav") not in holdout]
     settings = random_settings(block, n_settings, seed, key, all_settings)
 
+    # The plugin's latency is one number for every setting: the one the fit found (the
+    # twin was trained against it). Per-setting onsets (the blips) move with the filters
+    # by a few samples and would misalign a causal twin at high frequencies.
+    lat_block = model.latency_samples
     rows = []
     for i, setting in enumerate(settings, start=1):
         t0 = time.monotonic()
         y = lv2_render.render(spec, x, sr, setting)
         lat = measure_latency(y, x, layout, sr)
-        lat_used = 0.0 if lat is None else float(lat)
+        lat_used = float(lat_block) if lat_block is not None else (0.0 if lat is None else float(lat))
         y_al = shift_signal(np.asarray(y, np.float64), lat_used)
         stop = y_al.size - int(math.ceil(max(lat_used, 0.0)))
         y_hat = model.render({k: setting[k] for k in modelled}, x, sr)
@@ -255,10 +259,10 @@ def score(project, key: str, block, n_settings: int, seed: int) -> dict:
 
         near = min(train_caps, key=lambda s: knob_distance(block, s.capture.setting, setting))
         y_near = read_capture(project.path(near.relpath)).audio
-        lat_n = near.result.latency_samples
-        lat_n = measure_latency(y_near, x, layout, sr) if lat_n is None else lat_n
-        y_near_al = shift_signal(np.asarray(y_near[: x.size], np.float64), float(lat_n or 0.0))
-        stop_b = min(stop, y_near_al.size - int(math.ceil(max(float(lat_n or 0.0), 0.0))))
+        # the same plugin, so the same latency: both are advanced by it
+        lat_n = lat_used
+        y_near_al = shift_signal(np.asarray(y_near[: x.size], np.float64), lat_n)
+        stop_b = min(stop, y_near_al.size - int(math.ceil(max(lat_n, 0.0))))
         e_base = esr(y_al, y_near_al, start, stop_b)
         rows.append({"setting": setting, "latency_samples": lat, "twin_esr": e_twin,
                      "baseline_esr": e_base, "nearest": near.capture.filename,
@@ -277,7 +281,7 @@ def score(project, key: str, block, n_settings: int, seed: int) -> dict:
         setting = s.capture.setting
         y = lv2_render.render(spec, x, sr, setting)
         lat = measure_latency(y, x, layout, sr)
-        lat_used = 0.0 if lat is None else float(lat)
+        lat_used = float(lat_block) if lat_block is not None else (0.0 if lat is None else float(lat))
         y_al = shift_signal(np.asarray(y, np.float64), lat_used)
         stop = y_al.size - int(math.ceil(max(lat_used, 0.0)))
         y_hat = model.render({k: setting[k] for k in modelled}, x, sr)

@@ -82,6 +82,8 @@ def sweep_plan(knobs, sweep_names, per_knob_reference=True):
 def bench(block, knobs, fn, train, hold, x, budget, cfg):
     t = time.time()
     ytr, yho = render(block, fn, train, x), render(block, fn, hold, x)
+    # float16, as unit_tui.training.load_items keeps the captures for the fitter
+    ytr, yho = np.asarray(ytr).astype(np.float16), np.asarray(yho).astype(np.float16)
     print(f"{block}: {len(train)} train + {len(hold)} held-out captures of {len(x)/SR:.0f} s "
           f"rendered in {time.time()-t:.0f} s", flush=True)
     items = [TrainItem(f"tr{i:03d}", s, x, ytr[i], SR) for i, s in enumerate(train)] + \

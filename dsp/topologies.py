@@ -179,6 +179,9 @@ class Topology(nn.Module):
     #: controls a front-panel knob may drive: a knob without "affects" hints is
     #: restricted to these (the fitter then picks among them from its sweep); empty = all
     KNOB_CONTROLS: tuple[str, ...] = ()
+    #: the filter controls the small-signal init fits to the capture's quiet response
+    #: (gain staging and shaper controls stay at their defaults there); empty = all
+    SMALL_SIGNAL: tuple[str, ...] = ()
     #: name prior for knobs with neither hints nor sweeps (chaos-only knobs):
     #: (keywords, controls); the first keyword found in the lower-cased knob name wins
     NAME_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
@@ -273,7 +276,7 @@ class DriveTopology(Topology):
 
         u = G * LP1(gain_lp_hz) HP1(input_hp_hz) x          G = 10^(pre_gain_db/20)
         z = dry_mix * x + clip(u; pos = e^a, neg = e^-a, knee)   a = clip_asym
-        y = 10^(level_db/20) * HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz) DC(z)
+        y = 10^(level_db/20) * PK(tone_mid_hz, tone_mid_q, tone_mid_db) HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz) DC(z)
 
     ``dry_mix`` ~ 1: Tube-Screamer family (op-amp feedback clipping, y ~ x + clip(Gx));
     ``dry_mix`` ~ 0: series clipping (RAT, DS-1); a large ``clip_knee`` is a hard
@@ -296,11 +299,17 @@ class DriveTopology(Topology):
         ControlSpec("tone_lp_hz", "Hz", 300.0, 20000.0, 6000.0, "log", "tone low-pass (Bright)"),
         ControlSpec("tone_shelf_hz", "Hz", 300.0, 12000.0, 2000.0, "log", "tone high-shelf corner"),
         ControlSpec("tone_shelf_db", "dB", -24.0, 24.0, 0.0, "lin", "tone high-shelf gain (Bright)"),
+        ControlSpec("tone_mid_hz", "Hz", 150.0, 6000.0, 800.0, "log", "tone mid peak/notch centre"),
+        ControlSpec("tone_mid_db", "dB", -24.0, 24.0, 0.0, "lin",
+                    "tone mid gain (a blend tone's scoop, DS-1 / Big Muff; a TS's hump)"),
+        ControlSpec("tone_mid_q", "", 0.3, 4.0, 0.7, "log", "tone mid Q"),
         ControlSpec("level_db", "dB", -60.0, 40.0, 0.0, "lin", "output level"),
     )
     SEARCH = ("pre_gain_db", "dry_mix", "clip_knee", "clip_asym", "input_hp_hz", "tone_lp_hz")
     KNOB_CONTROLS = ("input_hp_hz", "pre_gain_db", "gain_lp_hz", "dry_mix", "tone_lp_hz",
-                     "tone_shelf_hz", "tone_shelf_db", "level_db")
+                     "tone_shelf_hz", "tone_shelf_db", "tone_mid_db", "level_db")
+    SMALL_SIGNAL = ("input_hp_hz", "gain_lp_hz", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db",
+                    "tone_mid_hz", "tone_mid_db", "tone_mid_q")
     NAME_HINTS = ((("attack", "bass", "low"), ("input_hp_hz",)),
                   (("drive", "gain", "dist"), ("pre_gain_db",)),
                   (("bright", "tone", "treble", "high"), ("tone_lp_hz", "tone_shelf_db")),
@@ -318,7 +327,8 @@ class DriveTopology(Topology):
         z = clipped + c["dry_mix"][:, None].to(x.dtype) * x
         post = [onepole_coeffs("highpass", sr, torch.full_like(c["level_db"], 5.0)),
                 biquad_coeffs("lowpass", sr, c["tone_lp_hz"], 0.7071),
-                biquad_coeffs("highshelf", sr, c["tone_shelf_hz"], 0.7071, c["tone_shelf_db"])]
+                biquad_coeffs("highshelf", sr, c["tone_shelf_hz"], 0.7071, c["tone_shelf_db"]),
+                biquad_coeffs("peak", sr, c["tone_mid_hz"], c["tone_mid_q"], c["tone_mid_db"])]
         return p.lin(z, post, gain=_db(c["level_db"]))
 
 
@@ -383,6 +393,9 @@ class AmpTopology(Topology):
     )
     SEARCH = ("pre_gain_db", "stage2_gain_db", "post_gain_db", "master_db", "tube1_bias",
               "tube2_bias")
+    SMALL_SIGNAL = ("in_hp_hz", "inter1_hp_hz", "inter1_lp_hz", "inter2_hp_hz", "inter2_lp_hz",
+                    "tonestack_treble", "tonestack_mid", "tonestack_bass", "presence_hz",
+                    "presence_db", "depth_hz", "depth_db")
     KNOB_CONTROLS = ("pre_gain_db", "inter1_lp_hz", "tonestack_treble", "tonestack_mid",
                      "tonestack_bass", "post_gain_db", "sag_depth", "master_db", "pa_bias",
                      "pa_crossover", "presence_db", "depth_db", "level_db")

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -90,7 +89,10 @@ class TrainItem:
         knobs: ``{knob name: value}`` for the modelled knobs (missing -> reference).
         input, target: mono float arrays ``(T,)`` at ``sample_rate`` (target is the
             bounce through the real block; lengths may differ, the shorter wins).
-        latency_samples: the target's delay behind the input; ``None``: measured.
+        latency_samples: the target's delay behind the input; ``None``: found by the
+            fitter (one latency for the whole block, searched under the model).
+        latency_hint: a measured onset of the target (e.g. from the test signal's
+            blips) that centres the fitter's latency search; ``None``: cross-correlation.
         holdout: ``True`` keeps the item out of training; it is scored only.
     """
 
@@ -101,6 +103,7 @@ class TrainItem:
     sample_rate: float
     latency_samples: float | None = None
     holdout: bool = False
+    latency_hint: float | None = None
 
 
 @dataclass
@@ -199,6 +202,16 @@ class FittedBlock:
             y = topo(x, raw, sample_rate=float(sample_rate), exact=True).numpy() * self.polarity
         return y.reshape(a.shape).astype(np.float32)
 
+    @property
+    def latency_samples(self) -> float | None:
+        """The delay of the captures behind the twin's output (samples at the training
+        rate; the median over the fitted items): the device's latency as the fit found
+        it. Compare a new render of the real block with :meth:`render` after advancing
+        it by this much."""
+        lats = [it.get("latency_samples") for it in self._report.get("items", [])
+                if it.get("latency_samples") is not None]
+        return float(np.median(lats)) if lats else None
+
     def report(self) -> dict:
         """Per-item ESR (exact path), held-out and training summaries, NAM verdicts.
 
@@ -279,7 +292,8 @@ def fit_block(topology: str, knobs: list[KnobSpec], items: list[TrainItem], *, s
         names = {k.name for k in knobs}
         its = [dict(name=it.name, knobs={k: float(v) for k, v in it.knobs.items() if k in names},
                     input=it.input, target=it.target, sample_rate=it.sample_rate,
-                    latency_samples=it.latency_samples, holdout=it.holdout) for it in items]
+                    latency_samples=it.latency_samples, latency_hint=it.latency_hint,
+                    holdout=it.holdout) for it in items]
         fitter = Fitter(topology, [k._def() for k in knobs], its, seed=seed, config=config)
         ckpt = os.fspath(checkpoint_path) if checkpoint_path else None
         if resume and ckpt and os.path.exists(ckpt):

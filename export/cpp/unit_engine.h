@@ -41,13 +41,16 @@
 // need it to reach the twin's output to better than -80 dB); the oversampling FIR runs
 // in float with 4-wide SIMD (polyphase, zero taps skipped), and the drive's soft clip
 // uses polynomial log2/exp2 (relative error < 1e-6): measured parity with the twin is
-// ESR ~1e-12 (the float32 output's own rounding). Samples are float at the interface.
+// ESR ~1e-12 (the float32 output's own rounding), up to ~2e-11 under a narrow, strong
+// drive mid peak (+21 dB, Q 3): the twin evaluates its knob map in float32, and such a
+// peak is sensitive to that rounding of its controls (with the twin's map in float64 the
+// same case gives 5e-15). Samples are float at the interface.
 //
 // Cost (benchmarks/cpu_engine.py, -O3 -march=x86-64-v2, 2x oversampling on), in
-// instructions per sample: drive ~358 (g++ 12) / ~366 (clang 14), amp ~628 / ~719.
-// Of the drive's: soft clip ~150 (two high-rate samples), recursive filters ~80, the
-// half-band resampler (up + down) ~70. While a knob is automated (smoothing on): drive
-// ~544, amp ~1092 (g++).
+// instructions per sample: drive ~376 (g++ 12) / ~381 (clang 14), amp ~628 / ~719.
+// Of the drive's: soft clip ~150 (two high-rate samples), recursive filters ~97 (three
+// first-order, three biquads), the half-band resampler (up + down) ~70. While a knob is
+// automated (smoothing on): drive ~578, amp ~1092 (g++).
 #pragma once
 
 #include <algorithm>
@@ -864,13 +867,19 @@ protected:
 };
 
 // -------------------------------------------------------------------------- drive
-// = dsp.topologies.DriveTopology (see its docstring for the signal flow).
+// = dsp.topologies.DriveTopology (see its docstring for the signal flow):
+//   x -> HP1(input_hp) -> LP1(gain_lp) -> *pre -> up -> soft clip -> down
+//     -> + dry_mix * x (delayed by the latency) -> HP1(5 Hz) -> LP2(tone_lp, Q 0.7071)
+//     -> HS(tone_shelf_hz, 0.7071, tone_shelf_db) -> peak(tone_mid_hz, tone_mid_q, tone_mid_db)
+//     -> *level
 class DriveBlock final : public Block {
 public:
-    enum { INPUT_HP, PRE_GAIN, GAIN_LP, CLIP_ASYM, CLIP_KNEE, DRY_MIX, TONE_LP, SHELF_HZ, SHELF_DB, LEVEL, N };
+    enum { INPUT_HP, PRE_GAIN, GAIN_LP, CLIP_ASYM, CLIP_KNEE, DRY_MIX, TONE_LP, SHELF_HZ, SHELF_DB, MID_HZ,
+           MID_DB, MID_Q, LEVEL, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {"input_hp_hz", "pre_gain_db", "gain_lp_hz", "clip_asym", "clip_knee",
-                                       "dry_mix", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db", "level_db"};
+                                       "dry_mix", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db", "tone_mid_hz",
+                                       "tone_mid_db", "tone_mid_q", "level_db"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
@@ -892,6 +901,7 @@ public:
         dsp::onepole(dc_, true, fs, 5.0);
         dsp::biquad(tone_, dsp::BiquadKind::Lowpass, fs, c[TONE_LP], 0.7071, 0.0);
         dsp::biquad(shelf_, dsp::BiquadKind::Highshelf, fs, c[SHELF_HZ], 0.7071, c[SHELF_DB]);
+        dsp::biquad(mid_, dsp::BiquadKind::Peak, fs, c[MID_HZ], c[MID_Q], c[MID_DB]);
         outGain_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
     }
     void process(double* x, int n) override {
@@ -926,20 +936,20 @@ public:
     }
     void reset() override {
         Block::reset();
-        hp_.reset(); lp_.reset(); dc_.reset(); tone_.reset(); shelf_.reset(); dry_.reset();
+        hp_.reset(); lp_.reset(); dc_.reset(); tone_.reset(); shelf_.reset(); mid_.reset(); dry_.reset();
     }
     void flushDenormals() override {
         hp_.flushDenormals(); lp_.flushDenormals(); dc_.flushDenormals();
-        tone_.flushDenormals(); shelf_.flushDenormals();
+        tone_.flushDenormals(); shelf_.flushDenormals(); mid_.flushDenormals();
     }
 
 private:
     /// dry mix (latency-compensated) and the output filters; x: the input, replaced.
     inline void post(double& x, double clipped) {
         const double z = clipped + dryMix_.next() * dry_.tick(x);
-        x = outGain_.next() * shelf_.tick(tone_.tick(dc_.tick(z)));
+        x = outGain_.next() * mid_.tick(shelf_.tick(tone_.tick(dc_.tick(z))));
     }
-    dsp::Section hp_, lp_, dc_, tone_, shelf_;
+    dsp::Section hp_, lp_, dc_, tone_, shelf_, mid_;
     dsp::Delay dry_;
     dsp::Ramp preGain_, dryMix_, outGain_;
     double posLevel_ = 1, negLevel_ = 1, p_ = 2, invP_ = 0.5;
