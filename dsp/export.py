@@ -73,8 +73,24 @@ __all__ = [
 MODEL_FORMAT = "unit-model"
 MODEL_VERSION = 1
 GOLDEN_FORMAT = "unit-golden"
-#: where the C++ engine sources live in this repository
-CPP_DIR = Path(__file__).resolve().parent.parent / "export" / "cpp"
+
+
+def _cpp_dir() -> Path:
+    """The C++ engine sources: ``export/cpp`` of this repository, or the installed
+    ``unit_export`` data package (pyproject maps ``export/`` to it) in a wheel install."""
+    here = Path(__file__).resolve().parent.parent / "export" / "cpp"
+    if (here / "unit_engine.h").is_file():
+        return here
+    try:
+        import unit_export
+
+        return Path(unit_export.__file__).resolve().parent / "cpp"
+    except ImportError:
+        return here
+
+
+#: where the C++ engine sources live (the JUCE templates are in ``CPP_DIR/../juce``)
+CPP_DIR = _cpp_dir()
 #: MSVC caps one string literal at ~16 KB: the embedded model is split in pieces
 _EMBED_CHUNK = 12000
 
