@@ -194,8 +194,9 @@ def excess_delay(x: np.ndarray, y: np.ndarray, sample_rate: float, max_lag: int,
     wk = 2 * np.pi * f[sel] / sample_rate
     total = float(np.sum(coh[sel]))
 
-    def align(taus):
-        return np.abs(np.exp(1j * np.outer(taus, wk)) @ z)
+    def align(taus):  # in blocks of 256 delays: a few MB at any sample rate
+        return np.concatenate([np.abs(np.exp(1j * np.outer(taus[k:k + 256], wk)) @ z)
+                               for k in range(0, len(taus), 256)])
 
     taus = np.arange(0, max_lag + 1, dtype=np.float64)
     best = float(taus[int(np.argmax(align(taus)))])
@@ -365,13 +366,17 @@ class Fitter:
         if not self.latencies:  # fresh fit (a resumed one keeps its chosen latencies)
             tr = [k for k, it in enumerate(self.items) if not it.get("holdout")] or list(range(len(self.items)))
             n_est = int(20 * self.sr)  # 20 s of each item is plenty
-            est = [excess_delay(xs[k][:n_est], ys[k][:n_est], self.sr, max_lag) for k in tr]
+            measured = any(it.get("latency_samples") is None for it in self.items)
+            est = [excess_delay(xs[k][:n_est], ys[k][:n_est], self.sr, max_lag) for k in tr] if measured else []
             good = [e for e in est if e[2] >= 0.3]
             hints = [float(self.items[k]["latency_hint"]) for k in tr
                      if self.items[k].get("latency_hint") is not None]
             if good:
                 self._block_latency = float(np.median([e[0] for e in good]))
                 signs = [e[1] * e[2] for e in good]
+            elif not measured:  # every latency is given: only the polarity is voted
+                self._block_latency = 0.0
+                signs = [measure_latency(xs[k], ys[k], max_lag)[1] for k in tr]
             elif hints:
                 self._block_latency = float(max(0.0, np.median(hints)))
                 signs = [measure_latency(xs[k], ys[k], max_lag)[1] for k in tr]
