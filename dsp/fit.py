@@ -579,7 +579,9 @@ class Fitter:
 
         while self.step < total:
             self._check_stop(opt)
-            if stop_frac is not None and self._over_budget(stop_frac):
+            # a stage always takes a few steps, so a budget too small for the init still
+            # leaves every stage its say (and its progress events)
+            if stop_frac is not None and self._over_budget(stop_frac) and self.step >= min(total, 5):
                 break
             f = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * self.step / max(1, total)))
             for g, lr in zip(opt.param_groups, base_lrs):
