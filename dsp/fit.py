@@ -11,8 +11,8 @@ Stages (``STAGES``; progress events name them):
                  windows) fitted by the filters from random starts, then a coarse
                  multi-start search over the topology's non-convex controls (``Topology.SEARCH``) on the item
                  nearest the reference setting, each candidate scored after solving the
-                 output gain in closed form, on two excerpts (the loudest and a
-                 median-level one); the best few are refined by Adam -> the knob map's
+                 output gain (and its sign: the polarity) in closed form, on excerpts at
+                 four input levels; the best few are refined by Adam -> the knob map's
                  base. Knobs without "affects" hints are narrowed to the controls they
                  drive: a 1-D search of each of the topology's ``KNOB_CONTROLS`` on the
                  knob's two extreme sweep items (a chaos-only knob: the topology's

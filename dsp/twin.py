@@ -90,9 +90,11 @@ class TrainItem:
         input, target: mono float arrays ``(T,)`` at ``sample_rate`` (target is the
             bounce through the real block; lengths may differ, the shorter wins).
         latency_samples: the target's delay behind the input; ``None``: found by the
-            fitter (one latency for the whole block, searched under the model).
+            fitter (one latency for the whole block: the median excess-phase delay, see
+            :func:`dsp.fit.excess_delay`).
         latency_hint: a measured onset of the target (e.g. from the test signal's
-            blips) that centres the fitter's latency search; ``None``: cross-correlation.
+            blips), used only when the excess phase says nothing (no coherent output);
+            ``None``: then the cross-correlation peak.
         holdout: ``True`` keeps the item out of training; it is scored only.
     """
 
