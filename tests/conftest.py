@@ -52,27 +52,39 @@ def _juce_config_dirs() -> list[str]:
                   + glob.glob("/usr/local/lib/cmake/JUCE-*"))
 
 
+def drive_knobs():
+    from dsp.controls import KnobDef
+
+    return [KnobDef("Drive", affects=("pre_gain_db", "clip_knee", "tone_lp_hz")),
+            KnobDef("Tone", affects=("tone_lp_hz", "tone_shelf_db", "tone_shelf_hz", "tone_mid_hz",
+                                     "tone_mid_db", "tone_mid_q")),
+            KnobDef("Mode", kind="switch", minimum=1, maximum=3, positions=(1.0, 2.0, 3.0),
+                    reference=2.0, affects=("clip_asym", "dry_mix", "input_hp_hz")),
+            KnobDef("Level", affects=None)]
+
+
+def amp_knobs():
+    from dsp.controls import KnobDef
+
+    return [KnobDef("Gain", affects=("pre_gain_db", "stage2_gain_db", "tube1_bias")),
+            KnobDef("Bass", affects=("tonestack_bass",)), KnobDef("Mid", affects=("tonestack_mid",)),
+            KnobDef("Treble", affects=("tonestack_treble", "inter1_lp_hz")),
+            KnobDef("Master", affects=("master_db", "sag_depth", "pa_bias", "pa_crossover")),
+            KnobDef("Presence", affects=("presence_db", "depth_db")),
+            KnobDef("Bright", kind="switch", minimum=0, maximum=1, positions=(0.0, 1.0), reference=0.0,
+                    affects=("inter1_lp_hz", "post_gain_db"))]
+
+
+
 def juce_fixture_models():
     """The blocks the fixture exports: a drive (Drive, Tone, a 3-way Mode switch, Level)
     into an amp (Gain, Bass, Mid, Treble, Master, Presence, a Bright switch), with the
-    rig's fixed knob Out: the blocks of tests/test_export.py's JUCE build test. Synthetic
+    rig's fixed knob Out (the knob lists above, which tests/test_export.py uses too). Synthetic
     fitted blocks (seeded: the same bytes every time, so the hash is stable); the plugin
     computes their math like that of any fit."""
     from dsp import export
-    from dsp.controls import KnobDef
 
-    drive = [KnobDef("Drive", affects=("pre_gain_db", "clip_knee", "tone_lp_hz")),
-             KnobDef("Tone", affects=("tone_lp_hz", "tone_shelf_db", "tone_shelf_hz")),
-             KnobDef("Mode", kind="switch", minimum=1, maximum=3, positions=(1.0, 2.0, 3.0),
-                     reference=2.0, affects=("clip_asym", "dry_mix", "input_hp_hz")),
-             KnobDef("Level", affects=None)]
-    amp = [KnobDef("Gain", affects=("pre_gain_db", "stage2_gain_db", "tube1_bias")),
-           KnobDef("Bass", affects=("tonestack_bass",)), KnobDef("Mid", affects=("tonestack_mid",)),
-           KnobDef("Treble", affects=("tonestack_treble", "inter1_lp_hz")),
-           KnobDef("Master", affects=("master_db", "sag_depth", "pa_bias", "pa_crossover")),
-           KnobDef("Presence", affects=("presence_db", "depth_db")),
-           KnobDef("Bright", kind="switch", minimum=0, maximum=1, positions=(0.0, 1.0), reference=0.0,
-                   affects=("inter1_lp_hz", "post_gain_db"))]
+    drive, amp = drive_knobs(), amp_knobs()
     models = {"01_Drive": export.synthetic_block("drive", drive, seed=1, oversample=2, polarity=-1.0),
               "02_Amp": export.synthetic_block("amp", amp, seed=19, oversample=2, polarity=-1.0)}
     rig = {"format": 1, "project": "Bench", "sample_rate": 48000, "blocks": [

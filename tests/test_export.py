@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import amp_knobs, drive_knobs  # one definition, shared with the JUCE build fixture
 from dsp import export
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
@@ -36,29 +37,6 @@ def random_block(topology: str, knobs, seed: int = 0, oversample: int = 2, polar
                  base: dict | None = None):
     return export.synthetic_block(topology, knobs, seed=seed, oversample=oversample, polarity=polarity,
                                   base=base)
-
-
-def drive_knobs():
-    from dsp.controls import KnobDef
-
-    return [KnobDef("Drive", affects=("pre_gain_db", "clip_knee", "tone_lp_hz")),
-            KnobDef("Tone", affects=("tone_lp_hz", "tone_shelf_db", "tone_shelf_hz", "tone_mid_hz",
-                                     "tone_mid_db", "tone_mid_q")),
-            KnobDef("Mode", kind="switch", minimum=1, maximum=3, positions=(1.0, 2.0, 3.0),
-                    reference=2.0, affects=("clip_asym", "dry_mix", "input_hp_hz")),
-            KnobDef("Level", affects=None)]
-
-
-def amp_knobs():
-    from dsp.controls import KnobDef
-
-    return [KnobDef("Gain", affects=("pre_gain_db", "stage2_gain_db", "tube1_bias")),
-            KnobDef("Bass", affects=("tonestack_bass",)), KnobDef("Mid", affects=("tonestack_mid",)),
-            KnobDef("Treble", affects=("tonestack_treble", "inter1_lp_hz")),
-            KnobDef("Master", affects=("master_db", "sag_depth", "pa_bias", "pa_crossover")),
-            KnobDef("Presence", affects=("presence_db", "depth_db")),
-            KnobDef("Bright", kind="switch", minimum=0, maximum=1, positions=(0.0, 1.0), reference=0.0,
-                    affects=("inter1_lp_hz", "post_gain_db"))]
 
 
 def eq_knobs():
