@@ -5,6 +5,9 @@ torch on a 2-core machine: the default intra-op thread count made small loops up
 that do not touch torch never pay for the import).
 
 ``juce_build`` (session scope): the exported JUCE project, built once (see below).
+``rendered_project`` (session scope): a tiny one-block project with every capture rendered
+by the virtual rig (``copy_project`` it before use); ``render_tiny_project`` makes one.
+``tmux``: a private tmux server for driving the real app (tests/tmux_helpers.py).
 """
 from __future__ import annotations
 
@@ -219,3 +222,100 @@ def juce_build(request, tmp_path_factory) -> JuceBuild:
         return ensure_juce_build(cache_dir, tmp_path_factory.mktemp("juce-export"))
     except RuntimeError as exc:
         pytest.fail(f"the exported JUCE project does not build: {exc}", pytrace=False)
+
+
+# ------------------------------------------------------------------ a tiny rendered project
+# One drive block, Drive and Bright swept 0/5/10, Level fixed, 3 chaos captures (9 in
+# all), rendered by the virtual rig: tests/test_jobs.py, test_training.py and the training
+# screens' tests run the real training process on it.
+
+TINY_SR = 48000
+TINY_BLOCK = "01_Pedal"
+
+
+def tiny_drive_rig(name: str) -> str:
+    """The rig.toml of the tiny project: project ``name``, rig folder ``"<name> Rig"``."""
+    return f"""
+format = 1
+project = "{name}"
+rig_folder = "{name} Rig"
+[[blocks]]
+id = "{TINY_BLOCK}"
+topology = "drive"
+chaos_count = 3
+chaos_seed = 3
+  [[blocks.knobs]]
+  name = "Drive"
+  sweep = [0, 5, 10]
+  [[blocks.knobs]]
+  name = "Bright"
+  sweep = [0, 5, 10]
+  [[blocks.knobs]]
+  name = "Level"
+  role = "fixed"
+  fixed = 5
+"""
+
+
+def strummed_input(seconds: float = 2.0, freqs=(110, 147, 196, 82.4), first_onset: float = 0.1,
+                   sr: int = TINY_SR):
+    """A seeded guitar-like input: one decaying square-ish note per frequency in ``freqs``,
+    the first at ``first_onset`` s and then every 0.45 s, peak 0.5."""
+    import numpy as np
+
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(0)
+    x = np.zeros_like(t)
+    for k, f in enumerate(freqs):
+        i0 = int((first_onset + 0.45 * k) * sr)
+        env = np.exp(-(t[: t.size - i0]) * 5)
+        x[i0:] += 0.3 * env * np.sign(np.sin(2 * np.pi * f * t[: t.size - i0])) * (0.6 + 0.4 * rng.random())
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def render_tiny_project(tmp: Path, name: str, **input_kw):
+    """Create ``tmp/proj`` (the tiny rig, project ``name``) from ``tmp/in.wav``
+    (``strummed_input(**input_kw)``) and render every capture with the virtual rig."""
+    import soundfile as sf
+
+    from unit_tui.capture import missing_captures, run_captures
+    from unit_tui.demo import virtual_renderer
+    from unit_tui.project import Project
+
+    sf.write(tmp / "in.wav", strummed_input(**input_kw), TINY_SR, subtype="PCM_24")
+    project = Project.create(tmp / "proj", tiny_drive_rig(name), input_wav=tmp / "in.wav")
+    outcomes = run_captures(project, missing_captures(project), virtual_renderer)
+    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+    return project
+
+
+def copy_project(src: Path, dest: Path):
+    """A copy of the project at ``src`` (e.g. ``rendered_project``), opened."""
+    from unit_tui.project import Project
+
+    shutil.copytree(src, dest)
+    return Project.open(dest)
+
+
+@pytest.fixture(scope="session")
+def rendered_project(tmp_path_factory) -> Path:
+    """A tiny project ("Jobs") with every capture rendered by the virtual rig (copy it before use)."""
+    project = render_tiny_project(tmp_path_factory.mktemp("jobs-template"), "Jobs")
+    project.scan()  # warm the check cache
+    return project.root
+
+
+# ------------------------------------------------------------------ the real app under tmux
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    """A private tmux server (tests/tmux_helpers.py) with the app's test environment;
+    killed when the test ends."""
+    from tmux_helpers import Tmux
+
+    server = Tmux(tmp_path)
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -18,67 +17,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from unit_tui.capture import missing_captures, run_captures
-from unit_tui.demo import virtual_renderer
 from unit_tui.jobs import (JobInfo, JobLock, JobRunning, JobView, ProgressTail, cancel_job, fmt_eta, jobs_dir,
                            lock_held, read_job, running_job, start_job, verdict, write_job)
 from unit_tui.project import Project
 
-SR = 48000
-BLOCK = "01_Pedal"
+from conftest import TINY_BLOCK, TINY_SR, copy_project, tiny_drive_rig
+from conftest import strummed_input as make_input
+
+SR = TINY_SR
+BLOCK = TINY_BLOCK
 JOB_TIMEOUT_S = 150.0
 
-RIG = """
-format = 1
-project = "Jobs"
-rig_folder = "Jobs Rig"
-[[blocks]]
-id = "01_Pedal"
-topology = "drive"
-chaos_count = 3
-chaos_seed = 3
-  [[blocks.knobs]]
-  name = "Drive"
-  sweep = [0, 5, 10]
-  [[blocks.knobs]]
-  name = "Bright"
-  sweep = [0, 5, 10]
-  [[blocks.knobs]]
-  name = "Level"
-  role = "fixed"
-  fixed = 5
-"""
+RIG = tiny_drive_rig("Jobs")
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def make_input(seconds: float = 2.0) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    rng = np.random.default_rng(0)
-    x = np.zeros_like(t)
-    for k, f in enumerate((110, 147, 196, 82.4)):
-        i0 = int((0.1 + 0.45 * k) * SR)
-        env = np.exp(-(t[: t.size - i0]) * 5)
-        x[i0:] += 0.3 * env * np.sign(np.sin(2 * np.pi * f * t[: t.size - i0])) * (0.6 + 0.4 * rng.random())
-    return (0.5 * x / np.abs(x).max()).astype(np.float32)
-
-
-@pytest.fixture(scope="session")
-def rendered_project(tmp_path_factory) -> Path:
-    """A tiny project with every capture rendered by the virtual rig (copy it before use)."""
-    tmp = tmp_path_factory.mktemp("jobs-template")
-    sf.write(tmp / "in.wav", make_input(), SR, subtype="PCM_24")
-    project = Project.create(tmp / "proj", RIG, input_wav=tmp / "in.wav")
-    outcomes = run_captures(project, missing_captures(project), virtual_renderer)
-    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
-    project.scan()  # warm the check cache
-    return project.root
-
-
-def copy_project(src: Path, dest: Path) -> Project:
-    shutil.copytree(src, dest)
-    return Project.open(dest)
+# (the tiny rig, its input and the session's rendered_project come from tests/conftest.py)
 
 
 @pytest.fixture

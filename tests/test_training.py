@@ -13,53 +13,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from unit_tui.capture import missing_captures, run_captures
 from unit_tui.cli import main
-from unit_tui.demo import virtual_renderer
-from unit_tui.project import Project
 from unit_tui.training import checkpoint_path, model_path
+
+from conftest import render_tiny_project
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-
-RIG = """
-format = 1
-project = "Train"
-rig_folder = "Train Rig"
-[[blocks]]
-id = "01_Pedal"
-topology = "drive"
-chaos_count = 3
-chaos_seed = 3
-  [[blocks.knobs]]
-  name = "Drive"
-  sweep = [0, 5, 10]
-  [[blocks.knobs]]
-  name = "Bright"
-  sweep = [0, 5, 10]
-  [[blocks.knobs]]
-  name = "Level"
-  role = "fixed"
-  fixed = 5
-"""
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    sr = 48000
-    t = np.arange(int(2.5 * sr)) / sr
-    rng = np.random.default_rng(0)
-    x = np.zeros_like(t)
-    for k, f in enumerate((110, 147, 196, 82.4, 220)):
-        i0 = int((0.2 + 0.45 * k) * sr)
-        env = np.exp(-(t[: t.size - i0]) * 5)
-        x[i0:] += 0.3 * env * np.sign(np.sin(2 * np.pi * f * t[: t.size - i0])) * (0.6 + 0.4 * rng.random())
-    x = (0.5 * x / np.abs(x).max()).astype(np.float32)
-    sf.write(tmp / "in.wav", x, sr, subtype="PCM_24")
-    project = Project.create(tmp / "proj", RIG, input_wav=tmp / "in.wav")
-    outcomes = run_captures(project, missing_captures(project), virtual_renderer)
-    assert all(o.ok for o in outcomes), [o.message for o in outcomes]
+    project = render_tiny_project(tmp, "Train", seconds=2.5, freqs=(110, 147, 196, 82.4, 220), first_onset=0.2)
     assert main(["train", str(project.root), "--minutes", "0.6", "--every", "5"]) == 0
     return project
 

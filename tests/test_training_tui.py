@@ -16,8 +16,8 @@ from unit_tui.screens.checklist import ChecklistScreen
 from unit_tui.screens.results import NextCapturesScreen, ResultsScreen
 from unit_tui.screens.training import TrainingScreen
 
-from test_jobs import BLOCK, copy_project, wait_job_end
-from test_jobs import rendered_project  # noqa: F401  (the fixture)
+from conftest import copy_project
+from test_jobs import BLOCK, wait_job_end
 from test_tui import wait_for
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def rows_of(screen: TrainingScreen) -> list:
 
 
 @pytest.fixture(scope="module")
-def trained_root(rendered_project, tmp_path_factory):  # noqa: F811
+def trained_root(rendered_project, tmp_path_factory):
     """A project whose block was trained (in this process, short budget)."""
     project = copy_project(rendered_project, tmp_path_factory.mktemp("trained") / "proj")
     info = run_training(project, minutes=0.3)
@@ -42,7 +42,7 @@ def trained_root(rendered_project, tmp_path_factory):  # noqa: F811
     return project.root
 
 
-async def test_train_watch_attach_from_a_second_app_and_cancel(rendered_project, tmp_path):  # noqa: F811
+async def test_train_watch_attach_from_a_second_app_and_cancel(rendered_project, tmp_path):
     project = copy_project(rendered_project, tmp_path / "proj")
     root = project.root
     app = create_app(root, start="training", train_minutes=5)
@@ -158,7 +158,7 @@ async def test_results_curves_response_previews_and_next_captures(trained_root):
     assert [r.split(",")[0] for r in new_rows] == [f"Chaos_Full_0{i}.wav" for i in range(4, 8)]
 
 
-async def test_demo_style_start_opens_results_when_the_job_completes(rendered_project, tmp_path):  # noqa: F811
+async def test_demo_style_start_opens_results_when_the_job_completes(rendered_project, tmp_path):
     from unit_tui.jobs import start_job
 
     project = copy_project(rendered_project, tmp_path / "proj")
