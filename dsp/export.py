@@ -377,14 +377,15 @@ def golden_vectors(doc: dict, blocks: Mapping[str, Any] | None = None,
 
 
 def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2, polarity: float = -1.0,
-                    base: dict | None = None):
+                    base: dict | None = None, shared: dict | None = None):
     """A FittedBlock with a non-trivial random knob map, for parity tests and benchmarks
     (the point is parity, not accuracy).
 
     ``knobs``: :class:`dsp.controls.KnobDef` list.
 
     ``base``: physical values some controls take at the reference setting (the rest are
-    the declared defaults plus noise)."""
+    the declared defaults plus noise). ``shared``: raw shared values to set as given
+    (structural switches: ``{"allpass": 1.0, "tonestack_position": 1.0}``)."""
     import torch
 
     from dsp.controls import KnobControlMap
@@ -402,8 +403,10 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
             i = [c.name for c in m.controls].index(name)
             m.base[i] = m.controls[i].to_raw(v)
     topo = TOPOLOGIES[topology](48000.0, oversample)
-    shared = {k: float(v) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
-              for k, v in topo._shared_init().items()}
+    given = dict(shared or {})
+    shared = {k: float(v.detach()) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
+              for k, v in topo.shared.items()}
+    shared.update({k: float(v) for k, v in given.items()})
     return FittedBlock(topology, 48000.0, topo.oversample, shared, m.to_dict(), polarity)
 
 

@@ -73,7 +73,7 @@ __all__ = [
     "dc_blocker",
 ]
 
-BIQUAD_KINDS = ("lowpass", "highpass", "lowshelf", "highshelf", "peak", "bandpass")
+BIQUAD_KINDS = ("lowpass", "highpass", "lowshelf", "highshelf", "peak", "bandpass", "allpass")
 ONEPOLE_KINDS = ("lowpass", "highpass")
 
 #: Default tail tolerance of ``iir_filter_fft``: the FFT length is chosen so that the
@@ -212,7 +212,8 @@ def biquad_coeffs(kind: str, sample_rate: float, cutoff_hz, q=0.7071, gain_db=0.
     """Second-order filter coefficients (RBJ cookbook), bilinear transform pre-warped.
 
     Args:
-        kind: "lowpass", "highpass", "lowshelf", "highshelf", "peak" or "bandpass".
+        kind: "lowpass", "highpass", "lowshelf", "highshelf", "peak", "bandpass" or
+            "allpass".
         sample_rate: Hz.
         cutoff_hz: cut-off / centre / shelf mid-point frequency in Hz, 0 < f < fs/2.
         q: quality factor (> 0). 0.7071 = Butterworth for low/high-pass.
@@ -228,6 +229,7 @@ def biquad_coeffs(kind: str, sample_rate: float, cutoff_hz, q=0.7071, gain_db=0.
         lowpass   : 1 / (1 + s/Q + s²)                         (-3 dB at f0 for Q=1/√2)
         highpass  : s² / (1 + s/Q + s²)
         bandpass  : (s/Q) / (1 + s/Q + s²)                      (0 dB at f0)
+        allpass   : (1 - s/Q + s²) / (1 + s/Q + s²)               (|H| = 1, -180° at f0)
         peak      : (1 + (A/Q) s + s²) / (1 + s/(A·Q) + s²)       (gain_db at f0)
         lowshelf  : A·(A + (√A/Q) s + s²) / (1 + (√A/Q) s + A s²)   (gain_db at DC)
         highshelf : A·(1 + (√A/Q) s + A s²) / (A + (√A/Q) s + s²)   (gain_db at fs/2)
@@ -253,6 +255,8 @@ def biquad_coeffs(kind: str, sample_rate: float, cutoff_hz, q=0.7071, gain_db=0.
         num, den = (zero, zero, one), (one, 1.0 / q, one)
     elif kind == "bandpass":
         num, den = (zero, 1.0 / q, zero), (one, 1.0 / q, one)
+    elif kind == "allpass":
+        num, den = (one, -1.0 / q, one), (one, 1.0 / q, one)
     else:
         amp = torch.pow(10.0, gain_db / 40.0)
         if kind == "peak":

@@ -44,6 +44,7 @@ the optimiser state and the step are checkpointed, so resume continues bit-for-b
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import time
@@ -59,7 +60,7 @@ from dsp.topologies import Topology, make_topology
 __all__ = ["FitConfig", "Fitter", "measure_latency", "excess_delay", "shift_signal", "STAGES", "CHECKPOINT_VERSION"]
 
 STAGES = ("latency", "init", "per_capture", "curves", "joint", "report")
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 
 
 @dataclass
@@ -700,8 +701,15 @@ class Fitter:
 
     def _response_db(self, i: int, n: int = 4096, quiet: bool = False
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measured best linear approximation of item ``i``: ``(freqs_hz, |H| in dB,
+        usable bins)``; see :meth:`_response`."""
+        f, H, usable = self._response(i, n, quiet)
+        return f, 20 * np.log10(np.abs(H) + 1e-9), usable
+
+    def _response(self, i: int, n: int = 4096, quiet: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Measured best linear approximation of item ``i`` (cross-spectra over Hann
-        windows of ``n`` samples): ``(freqs_hz, |H| in dB, usable bins)``.
+        windows of ``n`` samples): ``(freqs_hz, complex H, usable bins)``.
 
         ``quiet``: only the quietest third of the active windows (input RMS above
         -70 dBFS), i.e. the small-signal response of a nonlinear block (the test
@@ -722,7 +730,7 @@ class Fitter:
         sxx, _, sxy = _cross_spectra(x, y, n, starts[sel])
         f = np.fft.rfftfreq(n, 1 / self.sr)
         usable = sxx > 1e-4 * np.median(sxx[sxx > 0]) if (sxx > 0).any() else sxx >= 0
-        return f, 20 * np.log10(np.abs(sxy) / (sxx + 1e-30) + 1e-9), usable
+        return f, sxy / (sxx + 1e-30), usable
 
     def _linear_init(self, i: int) -> torch.Tensor:
         """Fit the controls to the measured response (log-magnitude on a log-frequency
@@ -733,7 +741,8 @@ class Fitter:
         a gain/bias search alone cannot find."""
         c, topo = self.cfg, self.topo
         n = 4096
-        f, mag, usable = self._response_db(i, n, quiet=not topo.LINEAR)
+        f, H, usable = self._response(i, n, quiet=not topo.LINEAR)
+        mag = 20 * np.log10(np.abs(H) + 1e-9)
         grid = np.unique(np.round(np.geomspace(max(20.0, f[1]), 0.45 * self.sr, 200) / f[1]).astype(int))
         grid = grid[usable[grid]]
         if len(grid) < 8:
@@ -777,7 +786,70 @@ class Fitter:
                 best[gi] = spec.to_raw(float(spec.to_physical(best[gi])) + float(off[k])).float()
         if os.environ.get("UNIT_FIT_DEBUG"):
             print("linear init: dB rms error", float(d[k]) ** 0.5, flush=True)
+        if topo.ALLPASS:
+            best = self._allpass_init(best.float(), H[sel], sel, imp, amp)
         return best.float()
+
+    #: the output all-pass is turned on when it at least halves the small-signal
+    #: complex error, and that error is above this (see :meth:`_allpass_init`)
+    ALLPASS_MIN_ERROR = 0.02
+
+    def _allpass_init(self, raw: torch.Tensor, H: np.ndarray, sel, imp, amp) -> torch.Tensor:
+        """Decide the topology's output all-pass (``Topology.ALLPASS``) from the phase.
+
+        The magnitude fit leaves the filters' (minimum) phase; the measured response
+        ``H`` (complex, on the grid ``sel``) may have more. The complex error
+        ``sum |g Hm - H|^2 / sum |H|^2`` (``g`` real: the gain and polarity in closed
+        form) is computed with the all-pass off, then with its four controls fitted
+        (random starts, then Adam; the rest held). Measured on Guitarix: 0.7-0.9 with
+        it off on the Studio Preamp and MetalHead, whose phase no minimum-phase filter
+        has. It stays on when it at least halves the error (and the error was above
+        ``ALLPASS_MIN_ERROR``); the all-pass controls are set either way."""
+        c, topo = self.cfg, self.topo
+        names = topo.control_names()
+        free = [names.index(k) for k in ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q")]
+        Ht = torch.tensor(H, dtype=torch.complex128)
+        n = imp.shape[-1]
+
+        def cerr(r):
+            h = topo(imp.expand(r.shape[0], -1), r) / amp
+            Hm = torch.fft.rfft(h.to(torch.float64), n)[:, sel]
+            g = (Hm.conj() * Ht[None]).real.sum(-1) / (Hm.abs().pow(2).sum(-1) + 1e-30)
+            return (g[:, None] * Hm - Ht[None]).abs().pow(2).sum(-1) / (Ht.abs().pow(2).sum() + 1e-30)
+
+        flag = topo.shared["allpass"]
+        with torch.no_grad():
+            flag.fill_(0.0)
+            off = float(cerr(raw[None])[0])
+            flag.fill_(1.0)
+            K = c.search_candidates
+            cand = raw[None].repeat(K, 1)
+            # own generator: the search draws nothing from the fit's stream
+            g = torch.Generator().manual_seed(self.seed + 1)
+            u = torch.rand(K, len(free), generator=g) * 0.9 + 0.05
+            cand[:, free] = (torch.log(u) - torch.log1p(-u)).to(cand.dtype)
+            e = cerr(cand)
+        start = cand[torch.argsort(e)[: c.refine_starts]].clone().requires_grad_(True)
+        fmask = torch.zeros(raw.shape[0])
+        fmask[free] = 1.0
+        opt = torch.optim.Adam([start], lr=0.1)
+        for _ in range(150):
+            opt.zero_grad()
+            cerr(start).sum().backward()
+            start.grad *= fmask
+            opt.step()
+        with torch.no_grad():
+            e = cerr(start)
+            k = int(torch.argmin(e))
+            on = float(e[k])
+            use = off > self.ALLPASS_MIN_ERROR and on < 0.5 * off
+            flag.fill_(1.0 if use else 0.0)
+            out = raw.clone()
+            out[free] = start[k, free].detach().to(out.dtype)
+        if os.environ.get("UNIT_FIT_DEBUG"):
+            print(f"all-pass init: complex error off {off:.4f}, on {on:.4f} -> {'on' if use else 'off'}",
+                  {names[j]: round(float(topo.CONTROLS[j].to_physical(out[j])), 1) for j in free}, flush=True)
+        return out
 
     # -- knob bookkeeping ----------------------------------------------------------------
     def _off_reference(self, i: int) -> list[int]:
@@ -829,7 +901,7 @@ class Fitter:
         try:
             if self.step == 0:
                 r = self._reference_item()
-                raw, loss = self._init_item(r)
+                raw, loss = self._init_variants(r)
                 self._check_stop()
                 with torch.no_grad():
                     self.map.base.copy_(raw)
@@ -982,6 +1054,32 @@ class Fitter:
         picks = [alive[-1]] + [alive[int(q * (len(alive) - 1))] for q in (0.75, 0.5, 0.25)]
         return sorted({int(starts[k]) for k in picks})
 
+    def _init_variants(self, i: int) -> tuple[torch.Tensor, float]:
+        """:meth:`_init_item` once per structural variant of the topology
+        (``Topology.VARIANTS``, e.g. where the amp's tone stack sits); the variant with
+        the lowest loss stays set in the topology's shared values, with its polarity."""
+        names = list(self.topo.VARIANTS)
+        combos = [dict(zip(names, vals)) for vals in itertools.product(*self.topo.VARIANTS.values())]
+        if len(combos) <= 1:
+            return self._init_item(i)
+        polarity, best = self.polarity, None
+        for combo in combos:
+            with torch.no_grad():
+                for k, v in combo.items():
+                    self.topo.shared[k].fill_(v)
+            self.polarity = polarity
+            raw, loss = self._init_item(i)
+            if os.environ.get("UNIT_FIT_DEBUG"):
+                print("init variant", combo, "loss", round(loss, 4), flush=True)
+            if best is None or loss < best[1]:
+                best = (raw, loss, combo, self.polarity)
+            self._check_stop()
+        raw, loss, combo, self.polarity = best
+        with torch.no_grad():
+            for k, v in combo.items():
+                self.topo.shared[k].fill_(v)
+        return raw, loss
+
     def _init_item(self, i: int) -> tuple[torch.Tensor, float]:
         """Multi-start search + refinement for item ``i``: (raw controls, loss)."""
         c = self.cfg
@@ -994,7 +1092,12 @@ class Fitter:
         L = warm + int(c.search_excerpt_s * self.sr)
         # the starting points: the declared defaults and the small-signal fit (which is
         # only as good as the capture's quiet parts are linear), half the candidates each
-        bases = [self._linear_init(i)] if topo.LINEAR else [topo.default_raw(), self._linear_init(i)]
+        lin = self._linear_init(i)
+        dflt = topo.default_raw()
+        if topo.ALLPASS:  # the all-pass (phase only) comes from the small-signal fit
+            ap = [topo.control_names().index(k) for k in ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q")]
+            dflt[ap] = lin[ap]
+        bases = [lin] if topo.LINEAR else [dflt, lin]
         ex = self._excerpts(i, L)
         X = torch.from_numpy(np.stack([e[0] for e in ex]))
         Y = torch.from_numpy(np.stack([e[1] for e in ex]))

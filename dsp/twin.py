@@ -137,6 +137,28 @@ def topology_controls(topology: str) -> list[dict]:
     return [dict(c.to_dict(), doc=c.doc) for c in TOPOLOGIES[topology].CONTROLS]
 
 
+def _upgrade_knob_map(d: dict, topology: str) -> dict:
+    """A knob map saved before its topology gained trailing controls (the output
+    all-pass, off in such a twin) gets them at their defaults, constant (no curve, no MLP
+    weight): the twin computes what it computed. Other mismatches are left to fail."""
+    from dsp.topologies import TOPOLOGIES
+
+    specs = TOPOLOGIES[topology].CONTROLS
+    have = [c["name"] for c in d.get("controls", [])]
+    want = [c.name for c in specs]
+    if have == want or have != want[: len(have)]:
+        return d
+    d = json.loads(json.dumps(d))
+    extra = specs[len(have):]
+    d["controls"] += [c.to_dict() for c in extra]
+    d["base_raw"] += [float(c.to_raw(c.default)) for c in extra]
+    hidden = d["mlp"]["hidden"]
+    d["mlp"]["W2"] += [[0.0] * hidden for _ in extra]
+    d["mlp"]["enabled"] = list(d["mlp"].get("enabled", [])) + [0.0] * len(extra)
+    d["mlp"]["input_mask"] = list(d["mlp"].get("input_mask", [])) + [[0.0] * len(d["knobs"]) for _ in extra]
+    return d
+
+
 class FittedBlock:
     """A fitted twin: topology + shared parameters + the knob->control map.
 
@@ -150,7 +172,7 @@ class FittedBlock:
         self.sample_rate = float(sample_rate)
         self.oversample = int(oversample)
         self.shared_raw = {k: float(v) for k, v in shared_raw.items()}
-        self.knob_map = knob_map
+        self.knob_map = _upgrade_knob_map(knob_map, topology)
         self.polarity = float(polarity)
         self._report = report or {}
         self.status = status

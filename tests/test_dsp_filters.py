@@ -43,6 +43,9 @@ def rbj_reference(kind, fs, f0, q, gain_db):
     elif kind == "bandpass":
         b = [alpha, 0.0, -alpha]
         a = [1 + alpha, -2 * cw, 1 - alpha]
+    elif kind == "allpass":
+        b = [1 - alpha, -2 * cw, 1 + alpha]
+        a = [1 + alpha, -2 * cw, 1 - alpha]
     elif kind == "peak":
         b = [1 + alpha * A, -2 * cw, 1 - alpha * A]
         a = [1 + alpha / A, -2 * cw, 1 - alpha / A]

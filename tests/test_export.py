@@ -34,9 +34,9 @@ CXX = ["g++", "-O2", "-std=c++17", "-Wall", "-Wextra", "-Werror"]
 
 # ----------------------------------------------------------------------------- helpers
 def random_block(topology: str, knobs, seed: int = 0, oversample: int = 2, polarity: float = -1.0,
-                 base: dict | None = None):
+                 base: dict | None = None, shared: dict | None = None):
     return export.synthetic_block(topology, knobs, seed=seed, oversample=oversample, polarity=polarity,
-                                  base=base)
+                                  base=base, shared=shared)
 
 
 def eq_knobs():
@@ -177,8 +177,10 @@ def test_rejects_other_versions():
 # --------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("sample_rate", [48000, 44100])
 def test_drive_parity(render_bin, tmp_path, sample_rate):
-    models = {"01_Drive": random_block("drive", drive_knobs(), seed=3)}
+    """With the output all-pass on (the high-rate test below has it off)."""
+    models = {"01_Drive": random_block("drive", drive_knobs(), seed=3, shared={"allpass": 1.0})}
     model, doc = write_model(tmp_path, models)
+    assert doc["blocks"][0]["shared"]["allpass"] == 1.0
     settings = settings_for(doc, 3, seed=5)
     # the tone section is exercised: a strong mid peak among the settings (engine by name)
     mids = [models["01_Drive"].controls(s)["tone_mid_db"] for s in settings]
@@ -196,8 +198,13 @@ def test_drive_parity_high_rates(render_bin, tmp_path, sample_rate):
 
 @pytest.mark.parametrize("sample_rate", [48000, 44100])
 def test_amp_parity(render_bin, tmp_path, sample_rate):
-    models = {"01_Amp": random_block("amp", amp_knobs(), seed=12)}
+    """Tone stack between the tube stages and the output all-pass on (the tests below
+    have both off)."""
+    models = {"01_Amp": random_block("amp", amp_knobs(), seed=12,
+                                     shared={"allpass": 1.0, "tonestack_position": 1.0})}
     model, doc = write_model(tmp_path, models)
+    sh = doc["blocks"][0]["shared"]
+    assert sh["allpass"] == 1.0 and sh["tonestack_position"] == 1.0
     settings = settings_for(doc, 3, seed=13)
     worst = check_parity(render_bin, model, doc, models, sample_rate, settings[:1] + settings[-4:])
     print(f"amp {sample_rate} Hz: worst ESR {worst:.2e}")

@@ -290,7 +290,7 @@ inline void onepole(Section& s, bool highpass, double fs, double cutoffHz) {
     else { s.b0 = k / norm; s.b1 = k / norm; }
 }
 
-enum class BiquadKind { Lowpass, Highpass, Bandpass, Peak, Lowshelf, Highshelf };
+enum class BiquadKind { Lowpass, Highpass, Bandpass, Peak, Lowshelf, Highshelf, Allpass };
 
 /// RBJ-cookbook biquad by the pre-warped bilinear transform (dsp.filters.biquad_coeffs).
 inline void biquad(Section& s, BiquadKind kind, double fs, double f0, double q, double gainDb) {
@@ -305,6 +305,7 @@ inline void biquad(Section& s, BiquadKind kind, double fs, double f0, double q, 
         case BiquadKind::Peak: B1 = amp / q; B2 = 1; A1 = 1.0 / (amp * q); break;
         case BiquadKind::Lowshelf: B0 = amp * amp; B1 = amp * sq; B2 = amp; A1 = sq; A2 = amp; break;
         case BiquadKind::Highshelf: B0 = amp; B1 = amp * sq; B2 = amp * amp; A0 = amp; A1 = sq; break;
+        case BiquadKind::Allpass: B1 = -1.0 / q; B2 = 1; break;
     }
     double k2 = k * k;
     double n0 = A2 + A1 * k + A0 * k2;
@@ -853,7 +854,7 @@ public:
     }
     virtual void setControls(const double* physical) = 0;
     virtual void process(double* x, int n) = 0;
-    virtual void reset() { resampler.reset(); }
+    virtual void reset() { resampler.reset(); ap1_.reset(); ap2_.reset(); }
     virtual void flushDenormals() {}
     /// Base-rate samples of delay behind the twin's (zero-phase) output.
     virtual int latency() const { return oversample > 1 ? ((int)fir.size() - 1) / oversample : 0; }
@@ -862,6 +863,21 @@ protected:
     dsp::Resampler resampler;
     bool snap_ = true;
     virtual void loadShared(const json::Value&) {}
+
+    // Optional output all-pass (dsp.topologies.Topology.ALLPASS): two RBJ all-pass
+    // sections at the base rate after everything else, on when shared "allpass" is 1
+    // (a model without the key has it off).
+    bool allpassOn_ = false;
+    dsp::Section ap1_, ap2_;
+    void loadAllpass(const json::Value& sh) { allpassOn_ = sh.has("allpass") && sh["allpass"].num() > 0.5; }
+    void setAllpass(const double* c, int i) {
+        dsp::biquad(ap1_, dsp::BiquadKind::Allpass, sampleRate, c[i], c[i + 1], 0.0);
+        dsp::biquad(ap2_, dsp::BiquadKind::Allpass, sampleRate, c[i + 2], c[i + 3], 0.0);
+    }
+    void allpass(double* x, int n) {
+        if (!allpassOn_) return;
+        for (int i = 0; i < n; ++i) x[i] = ap2_.tick(ap1_.tick(x[i]));
+    }
     virtual std::string expectedControl(size_t i) const = 0;
     virtual size_t numExpectedControls() const = 0;
 };
@@ -871,18 +887,20 @@ protected:
 //   x -> HP1(input_hp) -> LP1(gain_lp) -> *pre -> up -> soft clip -> down
 //     -> + dry_mix * x (delayed by the latency) -> HP1(5 Hz) -> LP2(tone_lp, Q 0.7071)
 //     -> HS(tone_shelf_hz, 0.7071, tone_shelf_db) -> peak(tone_mid_hz, tone_mid_q, tone_mid_db)
-//     -> *level
+//     -> *level [-> all-pass x2]
 class DriveBlock final : public Block {
 public:
     enum { INPUT_HP, PRE_GAIN, GAIN_LP, CLIP_ASYM, CLIP_KNEE, DRY_MIX, TONE_LP, SHELF_HZ, SHELF_DB, MID_HZ,
-           MID_DB, MID_Q, LEVEL, N };
+           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {"input_hp_hz", "pre_gain_db", "gain_lp_hz", "clip_asym", "clip_knee",
                                        "dry_mix", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db", "tone_mid_hz",
-                                       "tone_mid_db", "tone_mid_q", "level_db"};
+                                       "tone_mid_db", "tone_mid_q", "level_db", "ap1_hz", "ap1_q", "ap2_hz",
+                                       "ap2_q"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
+    void loadShared(const json::Value& sh) override { loadAllpass(sh); }
 
     void prepare(double sr) override {
         Block::prepare(sr);
@@ -903,6 +921,7 @@ public:
         dsp::biquad(shelf_, dsp::BiquadKind::Highshelf, fs, c[SHELF_HZ], 0.7071, c[SHELF_DB]);
         dsp::biquad(mid_, dsp::BiquadKind::Peak, fs, c[MID_HZ], c[MID_Q], c[MID_DB]);
         outGain_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
+        setAllpass(c, AP1_HZ);
     }
     void process(double* x, int n) override {
         if (oversample == 1) {
@@ -910,6 +929,7 @@ public:
                 const double u = preGain_.next() * lp_.tick(hp_.tick(x[i]));
                 post(x[i], dsp::softClip(u, posLevel_, negLevel_, p_, invP_));
             }
+            allpass(x, n);
             return;
         }
         // The clipper is memoryless: the chunk goes through stage by stage (input
@@ -933,6 +953,7 @@ public:
         float y[kChunk + 4];
         resampler.down(y, n);
         for (int i = 0; i < n; ++i) post(x[i], y[i]);
+        allpass(x, n);
     }
     void reset() override {
         Block::reset();
@@ -941,6 +962,7 @@ public:
     void flushDenormals() override {
         hp_.flushDenormals(); lp_.flushDenormals(); dc_.flushDenormals();
         tone_.flushDenormals(); shelf_.flushDenormals(); mid_.flushDenormals();
+        ap1_.flushDenormals(); ap2_.flushDenormals();
     }
 
 private:
@@ -1001,18 +1023,20 @@ private:
 //   x -> HP1(in_hp) -> *pre -> up -> tube(b1) -> HP1 LP1 (inter1) -> *stage2 -> tube(b2)
 //     -> HP1 LP1 (inter2) -> TMB tone stack -> *post -> sag (RMS envelope, gain)
 //     -> *master -> push_pull -> HS(presence) -> peak(depth, Q 0.9) -> HP1(5 Hz)
-//     -> *level -> down
+//     -> *level -> down [-> all-pass x2]
+// (shared tonestack_position = 1: the TMB stack sits after inter1, before *stage2)
 class AmpBlock final : public Block {
 public:
     enum { IN_HP, PRE_GAIN, TUBE1_BIAS, INTER1_HP, INTER1_LP, STAGE2_GAIN, TUBE2_BIAS, INTER2_HP, INTER2_LP,
            TREBLE, MID, BASS, POST_GAIN, SAG_DEPTH, SAG_THRESHOLD, SAG_TIME, MASTER, PA_BIAS, PA_CROSSOVER,
-           PA_LEVEL, PRESENCE_HZ, PRESENCE_DB, DEPTH_HZ, DEPTH_DB, LEVEL, N };
+           PA_LEVEL, PRESENCE_HZ, PRESENCE_DB, DEPTH_HZ, DEPTH_DB, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {
             "in_hp_hz", "pre_gain_db", "tube1_bias", "inter1_hp_hz", "inter1_lp_hz", "stage2_gain_db",
             "tube2_bias", "inter2_hp_hz", "inter2_lp_hz", "tonestack_treble", "tonestack_mid", "tonestack_bass",
             "post_gain_db", "sag_depth", "sag_threshold", "sag_time_s", "master_db", "pa_bias", "pa_crossover",
-            "pa_level", "presence_hz", "presence_db", "depth_hz", "depth_db", "level_db"};
+            "pa_level", "presence_hz", "presence_db", "depth_hz", "depth_db", "level_db", "ap1_hz", "ap1_q",
+            "ap2_hz", "ap2_q"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
@@ -1021,6 +1045,8 @@ public:
         r1_ = sh["r1_ohm"].num(); r2_ = sh["r2_ohm"].num(); r3_ = sh["r3_ohm"].num(); r4_ = sh["r4_ohm"].num();
         c1_ = sh["c1_farad"].num(); c2_ = sh["c2_farad"].num(); c3_ = sh["c3_farad"].num();
         taperT_ = sh["taper_treble"].num(); taperM_ = sh["taper_mid"].num(); taperB_ = sh["taper_bass"].num();
+        between_ = sh.has("tonestack_position") && sh["tonestack_position"].num() > 0.5;
+        loadAllpass(sh);
     }
 
     /// Pot taper expm1(k p) / expm1(k), k >= 1e-3.
@@ -1086,6 +1112,7 @@ public:
         dsp::biquad(depth_, K::Peak, rs, c[DEPTH_HZ], 0.9, c[DEPTH_DB]);
         dsp::onepole(dc_, true, rs, 5.0);
         level_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
+        setAllpass(c, AP1_HZ);
     }
 
     void process(double* x, int n) override {
@@ -1095,6 +1122,7 @@ public:
                 const double u = pre_.next() * inHp_.tick(x[i]);
                 x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
             }
+            allpass(x, n);
             return;
         }
         // up the chunk, run the high-rate chain in time order, then down
@@ -1111,6 +1139,7 @@ public:
         float y[kChunk + 4];
         resampler.down(y, n);
         for (int i = 0; i < n; ++i) x[i] = y[i];
+        allpass(x, n);
     }
     void reset() override {
         Block::reset();
@@ -1121,7 +1150,7 @@ public:
     void flushDenormals() override {
         inHp_.flushDenormals(); hp1_.flushDenormals(); lp1_.flushDenormals(); hp2_.flushDenormals();
         lp2_.flushDenormals(); ts_.flushDenormals(); presence_.flushDenormals(); depth_.flushDenormals();
-        dc_.flushDenormals();
+        dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals();
         if (sagE_ < 1e-30) sagE_ = 0;
     }
 
@@ -1129,9 +1158,12 @@ private:
     /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
         v = dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
-        v = gStage2 * lp1_.tick(hp1_.tick(v));
-        v = dsp::softClip2(v + bias2_, 1.0, 1.0) - f2_;
-        v = gPost * ts_.tick(lp2_.tick(hp2_.tick(v)));
+        v = lp1_.tick(hp1_.tick(v));
+        if (between_) v = ts_.tick(v);  // Fender arrangement: V1A -> stack -> V1B
+        v = dsp::softClip2(gStage2 * v + bias2_, 1.0, 1.0) - f2_;
+        v = lp2_.tick(hp2_.tick(v));
+        if (!between_) v = ts_.tick(v);
+        v = gPost * v;
         // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
         sagE_ = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * sagE_;
         const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
@@ -1157,6 +1189,7 @@ private:
     double paBias_ = 0, paCross2_ = 0, paInv2Level_ = 0.5;
     double r1_ = 220e3, r2_ = 1e6, r3_ = 22e3, r4_ = 33e3, c1_ = 470e-12, c2_ = 22e-9, c3_ = 22e-9;
     double taperT_ = 0.5, taperM_ = 0.5, taperB_ = 3.4;
+    bool between_ = false;  // shared tonestack_position: 1 = between the tube stages
 };
 
 inline std::unique_ptr<Block> makeBlock(const std::string& topology);
