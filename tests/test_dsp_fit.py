@@ -474,3 +474,29 @@ def test_a_whole_sample_latency_is_found_exactly():
     f._prepare()
     assert f.latencies == [12.0] and f.polarity == 1.0
     np.testing.assert_array_equal(f._target(0, 1000, 500), y[1000:1500])
+
+
+def test_twin_saved_before_the_output_allpass_loads_and_renders_the_same():
+    """A twin file written before the topologies gained the all-pass controls (its knob
+    map lists four controls fewer, its shared values have no switch) loads, with the
+    all-pass off, and computes exactly what it computed."""
+    from dsp import export
+    from dsp.controls import KnobDef
+    from dsp.twin import FittedBlock
+
+    new = export.synthetic_block("drive", [KnobDef("Drive")], seed=2)
+    assert float(new.shared_raw["allpass"]) == 0.0
+    old = json.loads(json.dumps(new.to_dict()))
+    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q")
+    km = old["knob_map"]
+    assert [c["name"] for c in km["controls"][-4:]] == list(ap)
+    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-4], km["base_raw"][:-4], km["mlp"]["W2"][:-4]
+    for cv in km["curves"]:
+        for name in ap:
+            cv["values"].pop(name, None)
+    del old["shared_raw"]["allpass"]
+    loaded = FittedBlock.from_dict(old)
+    x = guitar_like(0.5, seed=9)
+    for s in ({}, {"Drive": 8.5}):
+        np.testing.assert_array_equal(loaded.render(s, x, SR), new.render(s, x, SR))
+    assert loaded.controls({})["ap1_hz"] == pytest.approx(1500.0)
