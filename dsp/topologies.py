@@ -190,11 +190,11 @@ class Topology(nn.Module):
     VARIANTS: dict[str, tuple[float, ...]] = {}
     #: the topology ends in an optional output all-pass (two 2nd-order sections, controls
     #: ``ap1_hz ap1_q ap2_hz ap2_q``), on when the shared value ``allpass`` is 1. It
-    #: changes the phase only: a device that is not minimum-phase (Guitarix's amps end
-    #: in a 4th-order all-pass lattice) cannot be matched by minimum-phase filters alone
-    #: (measured on its MetalHead: ESR >= 0.42 for the best minimum-phase response with
-    #: the exact magnitude, at any delay). The fitter turns it on from the measured
-    #: small-signal phase (:meth:`dsp.fit.Fitter._linear_init`).
+    #: changes the phase only: a device that is not minimum-phase (Guitarix's amps carry
+    #: all-pass lattices and crossover filter banks) cannot be matched by minimum-phase
+    #: filters alone (``benchmarks/min_phase.py``: with the exact magnitude, ESR >= 0.69
+    #: on its Studio Preamp, 0.51 on its MetalHead, at any delay). The fitter turns it on
+    #: from the measured small-signal phase (:meth:`dsp.fit.Fitter._allpass_init`).
     ALLPASS = False
 
     def __init__(self, sample_rate: float = 48000.0, oversample: int = 2):
@@ -248,10 +248,6 @@ class Topology(nn.Module):
         if self.ALLPASS:
             out["allpass"] = (self.shared["allpass"] > 0.5).to(self.shared["allpass"].dtype)
         return out
-
-    @property
-    def allpass_on(self) -> bool:
-        return self.ALLPASS and bool(self.shared["allpass"] > 0.5)
 
     def _shared_physical(self) -> dict[str, torch.Tensor]:
         return {}
