@@ -755,11 +755,6 @@ class Fitter:
         K = c.search_candidates
         names = topo.control_names()
         free = [names.index(n) for n in topo.SMALL_SIGNAL] if topo.SMALL_SIGNAL else list(range(self.C))
-        u = torch.rand(K - 1, len(free), generator=self.gen) * 0.9 + 0.05
-        cand = topo.default_raw()[None].repeat(K, 1)
-        cand[1:, free] = (torch.log(u) - torch.log1p(-u)).to(cand.dtype)
-        fmask = torch.zeros(self.C)
-        fmask[free] = 1.0
 
         def dist(raw):
             h = topo(imp.expand(raw.shape[0], -1), raw) / amp
@@ -767,25 +762,49 @@ class Fitter:
             off = (target[None] - m).mean(-1, keepdim=True)  # output gain in closed form
             return (target[None] - m - off).pow(2).mean(-1), off[:, 0]
 
-        with torch.no_grad():
-            d, _ = dist(cand)
-        start = cand[torch.argsort(d)[: c.refine_starts]].clone().requires_grad_(True)
-        opt = torch.optim.Adam([start], lr=0.1)
-        for _ in range(150):
-            opt.zero_grad()
-            dist(start)[0].sum().backward()
-            start.grad *= fmask  # only the filters move
-            opt.step()
-        with torch.no_grad():
-            d, off = dist(start)
-            k = int(torch.argmin(d))
-            best = start[k].detach().clone()
-            if topo.LINEAR:  # a nonlinear block's output gain is solved at full level later
-                gi = names.index(topo.OUTPUT_GAIN)
-                spec = topo.CONTROLS[gi]
-                best[gi] = spec.to_raw(float(spec.to_physical(best[gi])) + float(off[k])).float()
+        def magnitude_fit(free, gen):
+            u = torch.rand(K - 1, len(free), generator=gen) * 0.9 + 0.05
+            cand = topo.default_raw()[None].repeat(K, 1)
+            cand[1:, free] = (torch.log(u) - torch.log1p(-u)).to(cand.dtype)
+            fmask = torch.zeros(self.C)
+            fmask[free] = 1.0
+            with torch.no_grad():
+                d, _ = dist(cand)
+            start = cand[torch.argsort(d)[: c.refine_starts]].clone().requires_grad_(True)
+            opt = torch.optim.Adam([start], lr=0.1)
+            for _ in range(150):
+                opt.zero_grad()
+                dist(start)[0].sum().backward()
+                start.grad *= fmask  # only the filters move
+                opt.step()
+            with torch.no_grad():
+                d, off = dist(start)
+                k = int(torch.argmin(d))
+            return start[k].detach().clone(), float(d[k]), float(off[k])
+
+        best, err, off = magnitude_fit(free, self.gen)
+        if topo.OUTPUT_LP:
+            # the output low-pass stays on when it takes a quarter off the dB error (and
+            # that was above 1 dB rms); its own generator: nothing drawn from the fit's
+            flag = topo.shared["output_lp"]
+            with torch.no_grad():
+                flag.fill_(1.0)
+            lp = [names.index(k) for k in ("out_lp1_hz", "out_lp1_q", "out_lp2_hz", "out_lp2_q")]
+            best_on, err_on, off_on = magnitude_fit(free + lp, torch.Generator().manual_seed(self.seed + 2))
+            use = err > 1.0 and err_on < 0.75 ** 2 * err
+            if os.environ.get("UNIT_FIT_DEBUG"):
+                print(f"output low-pass: dB rms error off {err ** 0.5:.2f}, on {err_on ** 0.5:.2f} -> "
+                      f"{'on' if use else 'off'}", flush=True)
+            with torch.no_grad():
+                flag.fill_(1.0 if use else 0.0)
+            if use:
+                best, err, off = best_on, err_on, off_on
+        if topo.LINEAR:  # a nonlinear block's output gain is solved at full level later
+            gi = names.index(topo.OUTPUT_GAIN)
+            spec = topo.CONTROLS[gi]
+            best[gi] = spec.to_raw(float(spec.to_physical(best[gi])) + off).float()
         if os.environ.get("UNIT_FIT_DEBUG"):
-            print("linear init: dB rms error", float(d[k]) ** 0.5, flush=True)
+            print("linear init: dB rms error", err ** 0.5, flush=True)
         if topo.ALLPASS:
             best = self._allpass_init(best.float(), H[sel], sel, imp, amp)
         return best.float()

@@ -321,6 +321,29 @@ def test_output_allpass_is_turned_on_by_the_phase_only_when_needed(allpass):
     assert float(f.topo.shared["allpass"]) == allpass
 
 
+@pytest.mark.parametrize("output_lp", [1.0, 0.0])
+def test_output_lowpass_is_turned_on_by_the_magnitude_only_when_needed(output_lp):
+    """An amp whose output is band-limited more steeply than its chain's own filters
+    (Guitarix's MetalHead falls 67 dB between 4 and 12 kHz) gets the output low-pass;
+    one that is not keeps it off."""
+    from dsp.fit import Fitter
+
+    topo = make_topology("amp", SR, 2)
+    with torch.no_grad():
+        topo.shared["output_lp"].fill_(output_lp)
+    rng = np.random.default_rng(3)
+    x = (0.003 * rng.standard_normal(SR)).astype(np.float32)  # quiet: the linear regime
+    ph = dict(out_lp1_hz=3000.0, out_lp1_q=1.2, out_lp2_hz=4000.0, out_lp2_q=0.6, pre_gain_db=0.0)
+    with torch.no_grad():
+        y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(ph), exact=True)[0]
+    items = [dict(name="cap", knobs={}, input=x, target=y.numpy().astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    f = Fitter("amp", [], items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    f._linear_init(0)
+    assert float(f.topo.shared["output_lp"]) == output_lp
+
+
 @pytest.mark.parametrize("delay", [0, 5])
 def test_excess_phase_of_a_non_minimum_phase_device_is_not_taken_for_delay(delay, monkeypatch):
     """Guitarix's Studio Preamp: a response that starts at lag 0 but is not minimum-phase

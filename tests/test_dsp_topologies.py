@@ -33,10 +33,10 @@ def _esr(a, b):
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_shapes_finite_and_gradients(name):
     topo = make_topology(name, SR, oversample=2)
-    switches = list(topo.VARIANTS) + (["allpass"] if topo.ALLPASS else [])
-    if topo.ALLPASS:  # its four controls act only when it is on
-        with torch.no_grad():
-            topo.shared["allpass"].fill_(1.0)
+    switches = list(topo.VARIANTS) + topo.switches()
+    with torch.no_grad():  # the optional sections' controls act only when they are on
+        for k in topo.switches():
+            topo.shared[k].fill_(1.0)
     raw = _random_raw(topo, 3).requires_grad_(True)
     x = _bandlimited_noise(3, 4800)
     y = topo(x, raw)
