@@ -318,7 +318,7 @@ class DriveTopology(Topology):
 
         u = G * LP1(gain_lp_hz) HP1(input_hp_hz) x          G = 10^(pre_gain_db/20)
         z = dry_mix * x + clip(u; pos = e^a, neg = e^-a, knee)   a = clip_asym
-        y = 10^(level_db/20) * PK(tone_mid_hz, tone_mid_q, tone_mid_db) HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz) DC(z)
+        y = 10^(level_db/20) * PK(tone_mid_hz, tone_mid_q, tone_mid_db) HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz, tone_lp_q) DC(z)
 
     ``dry_mix`` ~ 1: Tube-Screamer family (op-amp feedback clipping, y ~ x + clip(Gx));
     ``dry_mix`` ~ 0: series clipping (RAT, DS-1); a large ``clip_knee`` is a hard
@@ -350,16 +350,19 @@ class DriveTopology(Topology):
         ControlSpec("ap1_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 1 Q"),
         ControlSpec("ap2_hz", "Hz", 50.0, 20000.0, 8000.0, "log", "output all-pass 2 centre"),
         ControlSpec("ap2_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 2 Q"),
+        ControlSpec("tone_lp_q", "", 0.3, 2.0, 0.7071, "log",
+                    "tone low-pass Q (0.7071 Butterworth; lower: a gentler knee)"),
     )
     ALLPASS = True
     SEARCH = ("pre_gain_db", "dry_mix", "clip_knee", "clip_asym", "input_hp_hz", "tone_lp_hz")
     KNOB_CONTROLS = ("input_hp_hz", "pre_gain_db", "gain_lp_hz", "dry_mix", "tone_lp_hz",
                      "tone_shelf_hz", "tone_shelf_db", "tone_mid_db", "level_db")
-    SMALL_SIGNAL = ("input_hp_hz", "gain_lp_hz", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db",
-                    "tone_mid_hz", "tone_mid_db", "tone_mid_q")
+    SMALL_SIGNAL = ("input_hp_hz", "gain_lp_hz", "tone_lp_hz", "tone_lp_q", "tone_shelf_hz",
+                    "tone_shelf_db", "tone_mid_hz", "tone_mid_db", "tone_mid_q")
     NAME_HINTS = ((("attack", "bass", "low"), ("input_hp_hz",)),
                   (("drive", "gain", "dist"), ("pre_gain_db",)),
-                  (("bright", "tone", "treble", "high"), ("tone_lp_hz", "tone_shelf_db")),
+                  (("tone",), ("tone_lp_hz", "tone_shelf_db", "tone_mid_db")),
+                  (("bright", "treble", "high"), ("tone_lp_hz", "tone_shelf_db")),
                   (("level", "volume", "output"), ("level_db",)))
 
     def _signal(self, x, c, p: _Path):
@@ -373,7 +376,7 @@ class DriveTopology(Topology):
             clipped = p.lin(clipped, [], down=p.os)
         z = clipped + c["dry_mix"][:, None].to(x.dtype) * x
         post = [onepole_coeffs("highpass", sr, torch.full_like(c["level_db"], 5.0)),
-                biquad_coeffs("lowpass", sr, c["tone_lp_hz"], 0.7071),
+                biquad_coeffs("lowpass", sr, c["tone_lp_hz"], c["tone_lp_q"]),
                 biquad_coeffs("highshelf", sr, c["tone_shelf_hz"], 0.7071, c["tone_shelf_db"]),
                 biquad_coeffs("peak", sr, c["tone_mid_hz"], c["tone_mid_q"], c["tone_mid_db"])]
         return p.lin(z, post, gain=_db(c["level_db"]))

@@ -58,7 +58,7 @@ def _juce_config_dirs() -> list[str]:
 def drive_knobs():
     from dsp.controls import KnobDef
 
-    return [KnobDef("Drive", affects=("pre_gain_db", "clip_knee", "tone_lp_hz")),
+    return [KnobDef("Drive", affects=("pre_gain_db", "clip_knee", "tone_lp_hz", "tone_lp_q")),
             KnobDef("Tone", affects=("tone_lp_hz", "tone_shelf_db", "tone_shelf_hz", "tone_mid_hz",
                                      "tone_mid_db", "tone_mid_q")),
             KnobDef("Mode", kind="switch", minimum=1, maximum=3, positions=(1.0, 2.0, 3.0),

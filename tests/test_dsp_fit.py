@@ -500,20 +500,22 @@ def test_a_whole_sample_latency_is_found_exactly():
 
 
 def test_twin_saved_before_the_output_allpass_loads_and_renders_the_same():
-    """A twin file written before the topologies gained the all-pass controls (its knob
-    map lists four controls fewer, its shared values have no switch) loads, with the
-    all-pass off, and computes exactly what it computed."""
+    """A twin file written before the drive gained the all-pass and tone-Q controls (its
+    knob map lists five controls fewer, its shared values have no switch) loads, with
+    the all-pass off and the Q at its Butterworth default, and computes exactly what it
+    computed."""
     from dsp import export
     from dsp.controls import KnobDef
     from dsp.twin import FittedBlock
 
-    new = export.synthetic_block("drive", [KnobDef("Drive")], seed=2)
+    new = export.synthetic_block("drive", [KnobDef("Drive", affects=("pre_gain_db", "tone_lp_hz"))],
+                                 seed=2, base={"tone_lp_q": 0.7071})
     assert float(new.shared_raw["allpass"]) == 0.0
     old = json.loads(json.dumps(new.to_dict()))
-    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q")
+    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q", "tone_lp_q")
     km = old["knob_map"]
-    assert [c["name"] for c in km["controls"][-4:]] == list(ap)
-    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-4], km["base_raw"][:-4], km["mlp"]["W2"][:-4]
+    assert [c["name"] for c in km["controls"][-5:]] == list(ap)
+    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-5], km["base_raw"][:-5], km["mlp"]["W2"][:-5]
     for cv in km["curves"]:
         for name in ap:
             cv["values"].pop(name, None)

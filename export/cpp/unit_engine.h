@@ -895,18 +895,18 @@ protected:
 // -------------------------------------------------------------------------- drive
 // = dsp.topologies.DriveTopology (see its docstring for the signal flow):
 //   x -> HP1(input_hp) -> LP1(gain_lp) -> *pre -> up -> soft clip -> down
-//     -> + dry_mix * x (delayed by the latency) -> HP1(5 Hz) -> LP2(tone_lp, Q 0.7071)
+//     -> + dry_mix * x (delayed by the latency) -> HP1(5 Hz) -> LP2(tone_lp, tone_lp_q)
 //     -> HS(tone_shelf_hz, 0.7071, tone_shelf_db) -> peak(tone_mid_hz, tone_mid_q, tone_mid_db)
 //     -> *level [-> all-pass x2]
 class DriveBlock final : public Block {
 public:
     enum { INPUT_HP, PRE_GAIN, GAIN_LP, CLIP_ASYM, CLIP_KNEE, DRY_MIX, TONE_LP, SHELF_HZ, SHELF_DB, MID_HZ,
-           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, N };
+           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, TONE_LP_Q, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {"input_hp_hz", "pre_gain_db", "gain_lp_hz", "clip_asym", "clip_knee",
                                        "dry_mix", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db", "tone_mid_hz",
                                        "tone_mid_db", "tone_mid_q", "level_db", "ap1_hz", "ap1_q", "ap2_hz",
-                                       "ap2_q"};
+                                       "ap2_q", "tone_lp_q"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
@@ -927,7 +927,7 @@ public:
         invP_ = 1.0 / p_;
         dryMix_.set(c[DRY_MIX], snap_);
         dsp::onepole(dc_, true, fs, 5.0);
-        dsp::biquad(tone_, dsp::BiquadKind::Lowpass, fs, c[TONE_LP], 0.7071, 0.0);
+        dsp::biquad(tone_, dsp::BiquadKind::Lowpass, fs, c[TONE_LP], c[TONE_LP_Q], 0.0);
         dsp::biquad(shelf_, dsp::BiquadKind::Highshelf, fs, c[SHELF_HZ], 0.7071, c[SHELF_DB]);
         dsp::biquad(mid_, dsp::BiquadKind::Peak, fs, c[MID_HZ], c[MID_Q], c[MID_DB]);
         outGain_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
