@@ -463,7 +463,7 @@ class AmpTopology(Topology):
     SMALL_SIGNAL = ("in_hp_hz", "inter1_hp_hz", "inter1_lp_hz", "inter2_hp_hz", "inter2_lp_hz",
                     "tonestack_treble", "tonestack_mid", "tonestack_bass", "presence_hz",
                     "presence_db", "depth_hz", "depth_db")
-    KNOB_CONTROLS = ("pre_gain_db", "inter1_lp_hz", "tonestack_treble", "tonestack_mid",
+    KNOB_CONTROLS = ("pre_gain_db", "inter1_lp_hz", "stage2_gain_db", "tonestack_treble", "tonestack_mid",
                      "tonestack_bass", "post_gain_db", "sag_depth", "master_db", "pa_bias",
                      "pa_crossover", "presence_db", "depth_db", "level_db")
     NAME_HINTS = ((("bias_x", "biasx", "crossover"), ("pa_crossover",)),
