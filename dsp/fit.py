@@ -782,6 +782,9 @@ class Fitter:
                 k = int(torch.argmin(d))
             return start[k].detach().clone(), float(d[k]), float(off[k])
 
+        if topo.OUTPUT_LP:  # the first fit is without it (a previous init may have set it)
+            with torch.no_grad():
+                topo.shared["output_lp"].fill_(0.0)
         best, err, off = magnitude_fit(free, self.gen)
         if topo.OUTPUT_LP:
             # the output low-pass stays on when it takes a quarter off the dB error (and
