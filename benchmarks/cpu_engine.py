@@ -20,7 +20,9 @@ measured with the same method: NAM's standard WaveNet ~28,300 instructions and
 Models: fitted twins (``--drive`` / ``--amp``: a ``*.twin.json`` file or a
 ``model.json``), else the UNIT 1 template rig's pedal (Horizon Drive, drive) and amp
 (Invective, amp) with random knob maps (same knobs, topologies and oversampling: the
-cost does not depend on the fitted values, except through the soft clip's knee).
+cost does not depend on the fitted values, except through the soft clip's knee), with
+every optional output section on (the worst case: all-pass, and the amp's output
+low-pass).
 
     python benchmarks/cpu_engine.py
     python benchmarks/cpu_engine.py --drive proj/.unit/models/01_DS1.twin.json --json cpu.json
@@ -52,6 +54,7 @@ def _unit1_models() -> tuple[dict, object]:
     the rig's knobs, topologies and 2x oversampling; fitted values do not change the cost
     except through the soft clip's knee."""
     from dsp.controls import KnobDef
+    from dsp.topologies import TOPOLOGIES
     from unit_tui.rig import parse_rig
 
     rig = parse_rig((ROOT / "unit_tui" / "templates" / "unit1.toml").read_text(), source="unit1.toml")
@@ -59,7 +62,12 @@ def _unit1_models() -> tuple[dict, object]:
     for i, b in enumerate(rig.blocks):
         knobs = [KnobDef(k.name, k.kind, k.minimum, k.maximum, tuple(float(p) for p in k.positions),
                          k.reference, k.affects) for k in b.knobs if k.modelled]
-        out[b.topology] = (b.id, export.synthetic_block(b.topology, knobs, seed=i + 1))
+        # the worst case: every optional section on (output low-pass, all-pass, and the
+        # tone stack between the stages, which costs the same)
+        on = {k: 1.0 for k in TOPOLOGIES[b.topology].switches()}
+        if b.topology == "amp":
+            on["tonestack_position"] = 1.0
+        out[b.topology] = (b.id, export.synthetic_block(b.topology, knobs, seed=i + 1, shared=on))
     return out, rig
 
 

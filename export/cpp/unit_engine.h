@@ -273,6 +273,21 @@ struct Section {
         s2 = b2 * x - a2 * y;
         return y;
     }
+    /// The same section when it is first order (dsp::onepole: b2 == a2 == 0, s2 stays
+    /// 0): the same numbers with 3 multiplies instead of 5.
+    inline double tick1(double x) {
+        double y = b0 * x + s1;
+        s1 = b1 * x - a1 * y;
+        return y;
+    }
+    /// The same section when it is an RBJ all-pass, whose design gives b0 == a2,
+    /// b1 == a1 and b2 == 1 exactly: 3 multiplies instead of 5.
+    inline double tickAllpass(double x) {
+        double y = a2 * x + s1;
+        s1 = a1 * (x - y) + s2;
+        s2 = x - a2 * y;
+        return y;
+    }
     void reset() { s1 = s2 = 0; }
     void flushDenormals() {
         if (std::fabs(s1) < 1e-30) s1 = 0;
@@ -882,11 +897,15 @@ protected:
         dsp::biquad(olp1_, dsp::BiquadKind::Lowpass, sampleRate, c[i], c[i + 1], 0.0);
         dsp::biquad(olp2_, dsp::BiquadKind::Lowpass, sampleRate, c[i + 2], c[i + 3], 0.0);
     }
+    /// One base-rate sample through the optional output sections.
+    inline double outputSections(double v) {
+        if (outLpOn_) v = olp2_.tick(olp1_.tick(v));
+        if (allpassOn_) v = ap2_.tickAllpass(ap1_.tickAllpass(v));
+        return v;
+    }
     void allpass(double* x, int n) {
-        if (outLpOn_)
-            for (int i = 0; i < n; ++i) x[i] = olp2_.tick(olp1_.tick(x[i]));
-        if (allpassOn_)
-            for (int i = 0; i < n; ++i) x[i] = ap2_.tick(ap1_.tick(x[i]));
+        if (!outLpOn_ && !allpassOn_) return;
+        for (int i = 0; i < n; ++i) x[i] = outputSections(x[i]);
     }
     virtual std::string expectedControl(size_t i) const = 0;
     virtual size_t numExpectedControls() const = 0;
@@ -936,16 +955,15 @@ public:
     void process(double* x, int n) override {
         if (oversample == 1) {
             for (int i = 0; i < n; ++i) {
-                const double u = preGain_.next() * lp_.tick(hp_.tick(x[i]));
+                const double u = preGain_.next() * lp_.tick1(hp_.tick1(x[i]));
                 post(x[i], dsp::softClip(u, posLevel_, negLevel_, p_, invP_));
             }
-            allpass(x, n);
             return;
         }
         // The clipper is memoryless: the chunk goes through stage by stage (input
         // filters -> up -> clip every high-rate sample -> down -> output filters).
         float* u = resampler.input();
-        for (int i = 0; i < n; ++i) u[i] = (float)(preGain_.next() * lp_.tick(hp_.tick(x[i])));
+        for (int i = 0; i < n; ++i) u[i] = (float)(preGain_.next() * lp_.tick1(hp_.tick1(x[i])));
         resampler.up(n);
         for (int q = 0; q < oversample; ++q) {
             float* w = resampler.plane(q);
@@ -963,7 +981,6 @@ public:
         float y[kChunk + 4];
         resampler.down(y, n);
         for (int i = 0; i < n; ++i) post(x[i], y[i]);
-        allpass(x, n);
     }
     void reset() override {
         Block::reset();
@@ -979,7 +996,7 @@ private:
     /// dry mix (latency-compensated) and the output filters; x: the input, replaced.
     inline void post(double& x, double clipped) {
         const double z = clipped + dryMix_.next() * dry_.tick(x);
-        x = outGain_.next() * mid_.tick(shelf_.tick(tone_.tick(dc_.tick(z))));
+        x = outputSections(outGain_.next() * mid_.tick(shelf_.tick(tone_.tick(dc_.tick1(z)))));
     }
     dsp::Section hp_, lp_, dc_, tone_, shelf_, mid_;
     dsp::Delay dry_;
@@ -1131,7 +1148,7 @@ public:
         const int L = oversample;
         if (L == 1) {
             for (int i = 0; i < n; ++i) {
-                const double u = pre_.next() * inHp_.tick(x[i]);
+                const double u = pre_.next() * inHp_.tick1(x[i]);
                 x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
             }
             allpass(x, n);
@@ -1139,7 +1156,7 @@ public:
         }
         // up the chunk, run the high-rate chain in time order, then down
         float* u = resampler.input();
-        for (int i = 0; i < n; ++i) u[i] = (float)(pre_.next() * inHp_.tick(x[i]));
+        for (int i = 0; i < n; ++i) u[i] = (float)(pre_.next() * inHp_.tick1(x[i]));
         resampler.up(n);
         float* w[kMaxOversample];
         for (int q = 0; q < L; ++q) w[q] = resampler.plane(q);
@@ -1171,10 +1188,10 @@ private:
     /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
         v = dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
-        v = lp1_.tick(hp1_.tick(v));
+        v = lp1_.tick1(hp1_.tick1(v));
         if (between_) v = ts_.tick(v);  // Fender arrangement: V1A -> stack -> V1B
         v = dsp::softClip2(gStage2 * v + bias2_, 1.0, 1.0) - f2_;
-        v = lp2_.tick(hp2_.tick(v));
+        v = lp2_.tick1(hp2_.tick1(v));
         if (!between_) v = ts_.tick(v);
         v = gPost * v;
         // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
@@ -1182,7 +1199,7 @@ private:
         const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
         const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
         v = pushPull(v * g * gMaster);
-        return gLevel * dc_.tick(depth_.tick(presence_.tick(v)));
+        return gLevel * dc_.tick1(depth_.tick(presence_.tick(v)));
     }
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
