@@ -194,7 +194,8 @@ class TrainingScreen(Screen):
     def job_line(self) -> str:
         """The first status line as plain text (what the user reads first)."""
         info = self.info
-        if self.starting:
+        if self.starting and not (info is not None and info.alive):
+            # the job file can show the new job alive before the start worker reports
             return "Starting the training job…"
         if info is None:
             return f"No training job yet. Press s to train every block ({self.minutes:g} min budget; +/- to change)."
