@@ -885,7 +885,7 @@ protected:
     // has them off).
     bool allpassOn_ = false, outLpOn_ = false;
     dsp::Section ap1_, ap2_, olp1_, olp2_;
-    void loadAllpass(const json::Value& sh) {
+    void loadOutputSections(const json::Value& sh) {
         allpassOn_ = sh.has("allpass") && sh["allpass"].num() > 0.5;
         outLpOn_ = sh.has("output_lp") && sh["output_lp"].num() > 0.5;
     }
@@ -903,7 +903,7 @@ protected:
         if (allpassOn_) v = ap2_.tickAllpass(ap1_.tickAllpass(v));
         return v;
     }
-    void allpass(double* x, int n) {
+    void outputSections(double* x, int n) {
         if (!outLpOn_ && !allpassOn_) return;
         for (int i = 0; i < n; ++i) x[i] = outputSections(x[i]);
     }
@@ -929,7 +929,7 @@ public:
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
-    void loadShared(const json::Value& sh) override { loadAllpass(sh); }
+    void loadShared(const json::Value& sh) override { loadOutputSections(sh); }
 
     void prepare(double sr) override {
         Block::prepare(sr);
@@ -1074,7 +1074,7 @@ public:
         c1_ = sh["c1_farad"].num(); c2_ = sh["c2_farad"].num(); c3_ = sh["c3_farad"].num();
         taperT_ = sh["taper_treble"].num(); taperM_ = sh["taper_mid"].num(); taperB_ = sh["taper_bass"].num();
         between_ = sh.has("tonestack_position") && sh["tonestack_position"].num() > 0.5;
-        loadAllpass(sh);
+        loadOutputSections(sh);
     }
 
     /// Pot taper expm1(k p) / expm1(k), k >= 1e-3.
@@ -1151,7 +1151,7 @@ public:
                 const double u = pre_.next() * inHp_.tick1(x[i]);
                 x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
             }
-            allpass(x, n);
+            outputSections(x, n);
             return;
         }
         // up the chunk, run the high-rate chain in time order, then down
@@ -1168,7 +1168,7 @@ public:
         float y[kChunk + 4];
         resampler.down(y, n);
         for (int i = 0; i < n; ++i) x[i] = y[i];
-        allpass(x, n);
+        outputSections(x, n);
     }
     void reset() override {
         Block::reset();
