@@ -27,12 +27,17 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def rss_now_mb():
+def _status_mb(field: str) -> float:
+    """A memory figure of /proc/self/status (``VmRSS``, ``VmHWM``) in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_now_mb():
+    return _status_mb("VmRSS")
 
 
 def reset_peak_rss() -> None:
@@ -45,11 +50,7 @@ def reset_peak_rss() -> None:
 
 
 def peak_since_reset_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return _status_mb("VmHWM")
 
 
 FIT_PEAKS: list[float] = []

@@ -404,11 +404,10 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
             i = [c.name for c in m.controls].index(name)
             m.base[i] = m.controls[i].to_raw(v)
     topo = TOPOLOGIES[topology](48000.0, oversample)
-    given = dict(shared or {})
-    shared = {k: float(v.detach()) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
+    values = {k: float(v.detach()) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
               for k, v in topo.shared.items()}
-    shared.update({k: float(v) for k, v in given.items()})
-    return FittedBlock(topology, 48000.0, topo.oversample, shared, m.to_dict(), polarity)
+    values.update({k: float(v) for k, v in (shared or {}).items()})
+    return FittedBlock(topology, 48000.0, topo.oversample, values, m.to_dict(), polarity)
 
 
 # ---------------------------------------------------------------------------- writing

@@ -55,7 +55,7 @@ import torch
 
 from dsp import losses
 from dsp.controls import KnobControlMap, KnobDef
-from dsp.topologies import Topology, make_topology
+from dsp.topologies import ALLPASS_CONTROLS, OUTPUT_LP_CONTROLS, Topology, make_topology
 
 __all__ = ["FitConfig", "Fitter", "measure_latency", "excess_delay", "shift_signal", "STAGES", "CHECKPOINT_VERSION"]
 
@@ -792,7 +792,7 @@ class Fitter:
             flag = topo.shared["output_lp"]
             with torch.no_grad():
                 flag.fill_(1.0)
-            lp = [names.index(k) for k in ("out_lp1_hz", "out_lp1_q", "out_lp2_hz", "out_lp2_q")]
+            lp = [names.index(k) for k in OUTPUT_LP_CONTROLS]
             best_on, err_on, off_on = magnitude_fit(free + lp, torch.Generator().manual_seed(self.seed + 2))
             use = err > 1.0 and err_on < 0.75 ** 2 * err
             if os.environ.get("UNIT_FIT_DEBUG"):
@@ -834,7 +834,7 @@ class Fitter:
         are set either way."""
         c, topo = self.cfg, self.topo
         names = topo.control_names()
-        free = [names.index(k) for k in ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q")]
+        free = [names.index(k) for k in ALLPASS_CONTROLS]
         Ht = torch.tensor(H, dtype=torch.complex128)
         n = imp.shape[-1]
 
@@ -1104,11 +1104,15 @@ class Fitter:
     def _init_variants(self, i: int) -> tuple[torch.Tensor, float]:
         """:meth:`_init_item` once per structural variant of the topology
         (``Topology.VARIANTS``, e.g. where the amp's tone stack sits); the variant with
-        the lowest loss stays set in the topology's shared values, with its polarity."""
+        the lowest loss stays set in the topology's shared values, with its polarity and
+        the output-section switches its own small-signal init chose."""
         names = list(self.topo.VARIANTS)
         combos = [dict(zip(names, vals)) for vals in itertools.product(*self.topo.VARIANTS.values())]
         if len(combos) <= 1:
             return self._init_item(i)
+        # the structural values a run leaves set: the variant's, and the output sections'
+        # switches its small-signal init decided (they belong to the winner's controls)
+        keys = names + self.topo.switches()
         polarity, best = self.polarity, None
         for combo in combos:
             with torch.no_grad():
@@ -1119,11 +1123,11 @@ class Fitter:
             if os.environ.get("UNIT_FIT_DEBUG"):
                 print("init variant", combo, "loss", round(loss, 4), flush=True)
             if best is None or loss < best[1]:
-                best = (raw, loss, combo, self.polarity)
+                best = (raw, loss, {k: float(self.topo.shared[k]) for k in keys}, self.polarity)
             self._check_stop()
-        raw, loss, combo, self.polarity = best
+        raw, loss, state, self.polarity = best
         with torch.no_grad():
-            for k, v in combo.items():
+            for k, v in state.items():
                 self.topo.shared[k].fill_(v)
         return raw, loss
 
@@ -1142,7 +1146,7 @@ class Fitter:
         lin = self._linear_init(i)
         dflt = topo.default_raw()
         if topo.ALLPASS:  # the all-pass (phase only) comes from the small-signal fit
-            ap = [topo.control_names().index(k) for k in ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q")]
+            ap = [topo.control_names().index(k) for k in ALLPASS_CONTROLS]
             dflt[ap] = lin[ap]
         bases = [lin] if topo.LINEAR else [dflt, lin]
         ex = self._excerpts(i, L)

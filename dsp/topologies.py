@@ -159,6 +159,24 @@ class ControlSpec:
                 "maximum": self.maximum, "default": self.default, "scale": self.scale}
 
 
+#: the optional output sections' controls (see ``Topology.ALLPASS`` / ``OUTPUT_LP``),
+#: appended to a topology's ``CONTROLS``
+ALLPASS_SPECS = (
+        ControlSpec("ap1_hz", "Hz", 50.0, 20000.0, 1500.0, "log", "output all-pass 1 centre (-180 degrees)"),
+        ControlSpec("ap1_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 1 Q"),
+        ControlSpec("ap2_hz", "Hz", 50.0, 20000.0, 8000.0, "log", "output all-pass 2 centre"),
+        ControlSpec("ap2_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 2 Q"),
+)
+OUTPUT_LP_SPECS = (
+        ControlSpec("out_lp1_hz", "Hz", 1000.0, 20000.0, 12000.0, "log", "output low-pass 1 cut-off"),
+        ControlSpec("out_lp1_q", "", 0.3, 3.0, 0.7, "log", "output low-pass 1 Q"),
+        ControlSpec("out_lp2_hz", "Hz", 1000.0, 20000.0, 12000.0, "log", "output low-pass 2 cut-off"),
+        ControlSpec("out_lp2_q", "", 0.3, 3.0, 0.7, "log", "output low-pass 2 Q"),
+)
+ALLPASS_CONTROLS = tuple(c.name for c in ALLPASS_SPECS)
+OUTPUT_LP_CONTROLS = tuple(c.name for c in OUTPUT_LP_SPECS)
+
+
 class Topology(nn.Module):
     """Base class. Subclasses define ``NAME``, ``CONTROLS``, ``_shared_init`` and
     ``_signal``.
@@ -346,10 +364,7 @@ class DriveTopology(Topology):
                     "tone mid gain (a blend tone's scoop, DS-1 / Big Muff; a TS's hump)"),
         ControlSpec("tone_mid_q", "", 0.3, 4.0, 0.7, "log", "tone mid Q"),
         ControlSpec("level_db", "dB", -60.0, 40.0, 0.0, "lin", "output level"),
-        ControlSpec("ap1_hz", "Hz", 50.0, 20000.0, 1500.0, "log", "output all-pass 1 centre (-180 degrees)"),
-        ControlSpec("ap1_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 1 Q"),
-        ControlSpec("ap2_hz", "Hz", 50.0, 20000.0, 8000.0, "log", "output all-pass 2 centre"),
-        ControlSpec("ap2_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 2 Q"),
+        *ALLPASS_SPECS,
         ControlSpec("tone_lp_q", "", 0.3, 2.0, 0.7071, "log",
                     "tone low-pass Q (0.7071 Butterworth; lower: a gentler knee)"),
     )
@@ -447,14 +462,8 @@ class AmpTopology(Topology):
         ControlSpec("depth_hz", "Hz", 40.0, 300.0, 100.0, "log", "depth resonance"),
         ControlSpec("depth_db", "dB", -18.0, 18.0, 0.0, "lin", "depth resonance gain (Depth)"),
         ControlSpec("level_db", "dB", -60.0, 40.0, 0.0, "lin", "output level"),
-        ControlSpec("ap1_hz", "Hz", 50.0, 20000.0, 1500.0, "log", "output all-pass 1 centre (-180 degrees)"),
-        ControlSpec("ap1_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 1 Q"),
-        ControlSpec("ap2_hz", "Hz", 50.0, 20000.0, 8000.0, "log", "output all-pass 2 centre"),
-        ControlSpec("ap2_q", "", 0.1, 5.0, 0.7, "log", "output all-pass 2 Q"),
-        ControlSpec("out_lp1_hz", "Hz", 1000.0, 20000.0, 12000.0, "log", "output low-pass 1 cut-off"),
-        ControlSpec("out_lp1_q", "", 0.3, 3.0, 0.7, "log", "output low-pass 1 Q"),
-        ControlSpec("out_lp2_hz", "Hz", 1000.0, 20000.0, 12000.0, "log", "output low-pass 2 cut-off"),
-        ControlSpec("out_lp2_q", "", 0.3, 3.0, 0.7, "log", "output low-pass 2 Q"),
+        *ALLPASS_SPECS,
+        *OUTPUT_LP_SPECS,
     )
     ALLPASS = True
     OUTPUT_LP = True

@@ -139,8 +139,9 @@ def topology_controls(topology: str) -> list[dict]:
 
 def _upgrade_knob_map(d: dict, topology: str) -> dict:
     """A knob map saved before its topology gained trailing controls (the output
-    all-pass, off in such a twin) gets them at their defaults, constant (no curve, no MLP
-    weight): the twin computes what it computed. Other mismatches are left to fail."""
+    sections' and the drive's ``tone_lp_q``; the sections are off in such a twin) gets
+    them at their defaults, constant (no curve, no MLP weight): the twin computes what
+    it computed. Other mismatches are left to fail."""
     from dsp.topologies import TOPOLOGIES
 
     specs = TOPOLOGIES[topology].CONTROLS
