@@ -60,7 +60,7 @@ from dsp.topologies import ALLPASS_CONTROLS, OUTPUT_LP_CONTROLS, Topology, make_
 __all__ = ["FitConfig", "Fitter", "measure_latency", "excess_delay", "shift_signal", "STAGES", "CHECKPOINT_VERSION"]
 
 STAGES = ("latency", "init", "per_capture", "curves", "joint", "report")
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4
 
 
 @dataclass

@@ -139,7 +139,8 @@ def topology_controls(topology: str) -> list[dict]:
 
 def _upgrade_knob_map(d: dict, topology: str) -> dict:
     """A knob map saved before its topology gained trailing controls (the output
-    sections' and the drive's ``tone_lp_q``; the sections are off in such a twin) gets
+    sections', the drive's ``tone_lp_q`` and second input high-pass; the sections are
+    off in such a twin, see :func:`_upgrade_shared`) gets
     them at their defaults, constant (no curve, no MLP weight): the twin computes what
     it computed. Other mismatches are left to fail."""
     from dsp.topologies import TOPOLOGIES
@@ -160,6 +161,16 @@ def _upgrade_knob_map(d: dict, topology: str) -> dict:
     return d
 
 
+def _upgrade_shared(shared: dict, topology: str) -> dict:
+    """Shared values saved before the topology gained a section switch: the switch is
+    off (0), so the twin computes what it computed (a new fit sets every switch)."""
+    from dsp.topologies import TOPOLOGIES
+
+    for k in TOPOLOGIES[topology].switches():
+        shared.setdefault(k, 0.0)
+    return shared
+
+
 class FittedBlock:
     """A fitted twin: topology + shared parameters + the knob->control map.
 
@@ -172,7 +183,7 @@ class FittedBlock:
         self.topology = topology
         self.sample_rate = float(sample_rate)
         self.oversample = int(oversample)
-        self.shared_raw = {k: float(v) for k, v in shared_raw.items()}
+        self.shared_raw = _upgrade_shared({k: float(v) for k, v in shared_raw.items()}, topology)
         self.knob_map = _upgrade_knob_map(knob_map, topology)
         self.polarity = float(polarity)
         self._report = report or {}

@@ -502,28 +502,52 @@ def test_a_whole_sample_latency_is_found_exactly():
 
 
 def test_twin_saved_before_the_output_allpass_loads_and_renders_the_same():
-    """A twin file written before the drive gained the all-pass and tone-Q controls (its
-    knob map lists five controls fewer, its shared values have no switch) loads, with
-    the all-pass off and the Q at its Butterworth default, and computes exactly what it
-    computed."""
+    """A twin file written before the drive gained the all-pass, the tone Q and the
+    second input high-pass (its knob map lists seven controls fewer, its shared values
+    have no switch) loads, with both sections off and the Q at its Butterworth default,
+    and computes exactly what it computed."""
     from dsp import export
     from dsp.controls import KnobDef
     from dsp.twin import FittedBlock
 
     new = export.synthetic_block("drive", [KnobDef("Drive", affects=("pre_gain_db", "tone_lp_hz"))],
-                                 seed=2, base={"tone_lp_q": 0.7071})
+                                 seed=2, base={"tone_lp_q": 0.7071}, shared={"input_hp2": 0.0})
     assert float(new.shared_raw["allpass"]) == 0.0
     old = json.loads(json.dumps(new.to_dict()))
-    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q", "tone_lp_q")
+    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q", "tone_lp_q", "input_hp2_hz", "input_hp2_q")
     km = old["knob_map"]
-    assert [c["name"] for c in km["controls"][-5:]] == list(ap)
-    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-5], km["base_raw"][:-5], km["mlp"]["W2"][:-5]
+    assert [c["name"] for c in km["controls"][-7:]] == list(ap)
+    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-7], km["base_raw"][:-7], km["mlp"]["W2"][:-7]
     for cv in km["curves"]:
         for name in ap:
             cv["values"].pop(name, None)
-    del old["shared_raw"]["allpass"]
+    del old["shared_raw"]["allpass"], old["shared_raw"]["input_hp2"]
     loaded = FittedBlock.from_dict(old)
+    assert loaded.shared_raw["input_hp2"] == 0.0 and loaded.shared_raw["allpass"] == 0.0
     x = guitar_like(0.5, seed=9)
     for s in ({}, {"Drive": 8.5}):
         np.testing.assert_array_equal(loaded.render(s, x, SR), new.render(s, x, SR))
     assert loaded.controls({})["ap1_hz"] == pytest.approx(1500.0)
+    # the section is real: the same twin with it on renders otherwise
+    on = FittedBlock.from_dict(dict(old, shared_raw=dict(old["shared_raw"], input_hp2=1.0)))
+    assert not np.allclose(on.render({}, x, SR), new.render({}, x, SR), atol=1e-4)
+
+
+def test_second_input_highpass_is_on_in_a_new_drive_and_fitted_from_the_small_signal():
+    """A pedal whose low end has a resonant bump (several coupling caps; Guitarix's DS1:
+    -10 dB at 30 Hz, +3 dB at 120 Hz) gets the drive's second input high-pass from the
+    small-signal init, near the true corner and resonant."""
+    topo = make_topology("drive", SR, 2)
+    assert float(topo.shared["input_hp2"]) == 1.0
+    rng = np.random.default_rng(4)
+    x = (0.03 * rng.standard_normal(2 * SR)).astype(np.float32)  # quiet: the linear regime
+    truth = dict(drive_truth(_full({})), dry_mix=0.0, pre_gain_db=0.0, input_hp_hz=40.0, input_hp2_hz=90.0,
+                 input_hp2_q=1.8)
+    with torch.no_grad():
+        y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(truth), exact=True)[0]
+    f = _one_item_fitter(y.numpy().astype(np.float32), x, None, SEARCH_CFG)
+    f._prepare()
+    raw = f._linear_init(0)
+    got = {c.name: float(c.to_physical(raw[i])) for i, c in enumerate(f.topo.CONTROLS)}
+    assert 60.0 < got["input_hp2_hz"] < 135.0, got
+    assert got["input_hp2_q"] > 1.0, got

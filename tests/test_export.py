@@ -177,10 +177,11 @@ def test_rejects_other_versions():
 # --------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("sample_rate", [48000, 44100])
 def test_drive_parity(render_bin, tmp_path, sample_rate):
-    """With the output all-pass on (the high-rate test below has it off)."""
+    """With the output all-pass and the second input high-pass on (the high-rate test
+    below has them off)."""
     models = {"01_Drive": random_block("drive", drive_knobs(), seed=3, shared={"allpass": 1.0})}
     model, doc = write_model(tmp_path, models)
-    assert doc["blocks"][0]["shared"]["allpass"] == 1.0
+    assert doc["blocks"][0]["shared"]["allpass"] == 1.0 and doc["blocks"][0]["shared"]["input_hp2"] == 1.0
     settings = settings_for(doc, 3, seed=5)
     # the tone section is exercised: a strong mid peak among the settings (engine by name)
     mids = [models["01_Drive"].controls(s)["tone_mid_db"] for s in settings]
@@ -191,8 +192,9 @@ def test_drive_parity(render_bin, tmp_path, sample_rate):
 
 @pytest.mark.parametrize("sample_rate", [88200, 96000])
 def test_drive_parity_high_rates(render_bin, tmp_path, sample_rate):
-    models = {"01_Drive": random_block("drive", drive_knobs(), seed=4)}
+    models = {"01_Drive": random_block("drive", drive_knobs(), seed=4, shared={"input_hp2": 0.0})}
     model, doc = write_model(tmp_path, models)
+    assert doc["blocks"][0]["shared"]["input_hp2"] == 0.0
     check_parity(render_bin, model, doc, models, sample_rate, settings_for(doc, 1, seed=6)[::3])
 
 

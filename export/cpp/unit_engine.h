@@ -913,23 +913,26 @@ protected:
 
 // -------------------------------------------------------------------------- drive
 // = dsp.topologies.DriveTopology (see its docstring for the signal flow):
-//   x -> HP1(input_hp) -> LP1(gain_lp) -> *pre -> up -> soft clip -> down
+//   x -> HP1(input_hp) -> LP1(gain_lp) [-> HP2(input_hp2, input_hp2_q)] -> *pre -> up -> soft clip -> down
 //     -> + dry_mix * x (delayed by the latency) -> HP1(5 Hz) -> LP2(tone_lp, tone_lp_q)
 //     -> HS(tone_shelf_hz, 0.7071, tone_shelf_db) -> peak(tone_mid_hz, tone_mid_q, tone_mid_db)
 //     -> *level [-> all-pass x2]
 class DriveBlock final : public Block {
 public:
     enum { INPUT_HP, PRE_GAIN, GAIN_LP, CLIP_ASYM, CLIP_KNEE, DRY_MIX, TONE_LP, SHELF_HZ, SHELF_DB, MID_HZ,
-           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, TONE_LP_Q, N };
+           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, TONE_LP_Q, HP2_HZ, HP2_Q, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {"input_hp_hz", "pre_gain_db", "gain_lp_hz", "clip_asym", "clip_knee",
                                        "dry_mix", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db", "tone_mid_hz",
                                        "tone_mid_db", "tone_mid_q", "level_db", "ap1_hz", "ap1_q", "ap2_hz",
-                                       "ap2_q", "tone_lp_q"};
+                                       "ap2_q", "tone_lp_q", "input_hp2_hz", "input_hp2_q"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
-    void loadShared(const json::Value& sh) override { loadOutputSections(sh); }
+    void loadShared(const json::Value& sh) override {
+        loadOutputSections(sh);
+        hp2On_ = sh.has("input_hp2") && sh["input_hp2"].num() > 0.5;
+    }
 
     void prepare(double sr) override {
         Block::prepare(sr);
@@ -939,6 +942,7 @@ public:
         const double fs = sampleRate;
         dsp::onepole(hp_, true, fs, c[INPUT_HP]);
         dsp::onepole(lp_, false, fs, c[GAIN_LP]);
+        dsp::biquad(hp2_, dsp::BiquadKind::Highpass, fs, c[HP2_HZ], c[HP2_Q], 0.0);
         preGain_.set(dsp::dbToGain(c[PRE_GAIN]), snap_);
         posLevel_ = std::exp(c[CLIP_ASYM]);
         negLevel_ = std::exp(-c[CLIP_ASYM]);
@@ -955,7 +959,7 @@ public:
     void process(double* x, int n) override {
         if (oversample == 1) {
             for (int i = 0; i < n; ++i) {
-                const double u = preGain_.next() * lp_.tick1(hp_.tick1(x[i]));
+                const double u = preGain_.next() * input(x[i]);
                 post(x[i], dsp::softClip(u, posLevel_, negLevel_, p_, invP_));
             }
             return;
@@ -963,7 +967,7 @@ public:
         // The clipper is memoryless: the chunk goes through stage by stage (input
         // filters -> up -> clip every high-rate sample -> down -> output filters).
         float* u = resampler.input();
-        for (int i = 0; i < n; ++i) u[i] = (float)(preGain_.next() * lp_.tick1(hp_.tick1(x[i])));
+        for (int i = 0; i < n; ++i) u[i] = (float)(preGain_.next() * input(x[i]));
         resampler.up(n);
         for (int q = 0; q < oversample; ++q) {
             float* w = resampler.plane(q);
@@ -984,24 +988,30 @@ public:
     }
     void reset() override {
         Block::reset();
-        hp_.reset(); lp_.reset(); dc_.reset(); tone_.reset(); shelf_.reset(); mid_.reset(); dry_.reset();
+        hp_.reset(); lp_.reset(); hp2_.reset(); dc_.reset(); tone_.reset(); shelf_.reset(); mid_.reset(); dry_.reset();
     }
     void flushDenormals() override {
-        hp_.flushDenormals(); lp_.flushDenormals(); dc_.flushDenormals();
+        hp_.flushDenormals(); lp_.flushDenormals(); hp2_.flushDenormals(); dc_.flushDenormals();
         tone_.flushDenormals(); shelf_.flushDenormals(); mid_.flushDenormals();
         ap1_.flushDenormals(); ap2_.flushDenormals();
     }
 
 private:
+    /// the input filters before the gain (the second high-pass when the twin has it on)
+    inline double input(double x) {
+        const double v = lp_.tick1(hp_.tick1(x));
+        return hp2On_ ? hp2_.tick(v) : v;
+    }
     /// dry mix (latency-compensated) and the output filters; x: the input, replaced.
     inline void post(double& x, double clipped) {
         const double z = clipped + dryMix_.next() * dry_.tick(x);
         x = outputSections(outGain_.next() * mid_.tick(shelf_.tick(tone_.tick(dc_.tick1(z)))));
     }
-    dsp::Section hp_, lp_, dc_, tone_, shelf_, mid_;
+    dsp::Section hp_, lp_, hp2_, dc_, tone_, shelf_, mid_;
     dsp::Delay dry_;
     dsp::Ramp preGain_, dryMix_, outGain_;
     double posLevel_ = 1, negLevel_ = 1, p_ = 2, invP_ = 0.5;
+    bool hp2On_ = false;
 };
 
 // ----------------------------------------------------------------------- eq_match
