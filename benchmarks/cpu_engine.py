@@ -21,8 +21,8 @@ Models: fitted twins (``--drive`` / ``--amp``: a ``*.twin.json`` file or a
 ``model.json``), else the UNIT 1 template rig's pedal (Horizon Drive, drive) and amp
 (Invective, amp) with random knob maps (same knobs, topologies and oversampling: the
 cost does not depend on the fitted values, except through the soft clip's knee), with
-every optional output section on (the worst case: all-pass, and the amp's output
-low-pass).
+every optional section on (the worst case: all-pass, the drive's second input
+high-pass, and the amp's output low-pass).
 
     python benchmarks/cpu_engine.py
     python benchmarks/cpu_engine.py --drive proj/.unit/models/01_DS1.twin.json --json cpu.json

@@ -349,6 +349,19 @@ struct Section3 {
     }
 };
 
+/// ``out`` = ``first`` then ``second`` as one third-order section (``first`` first
+/// order: b2 == a2 == 0): the same filter, one state update fewer per sample.
+inline void cascade(Section3& out, const Section& first, const Section& second) {
+    out.b[0] = first.b0 * second.b0;
+    out.b[1] = first.b0 * second.b1 + first.b1 * second.b0;
+    out.b[2] = first.b0 * second.b2 + first.b1 * second.b1;
+    out.b[3] = first.b1 * second.b2;
+    out.a[0] = 1.0;
+    out.a[1] = first.a1 + second.a1;
+    out.a[2] = first.a1 * second.a1 + second.a2;
+    out.a[3] = first.a1 * second.a2;
+}
+
 /// 2^x, relative error < 2e-7 (|x| <= 1000): 2^round(x) from the exponent bits times a
 /// degree-6 polynomial of e^y, |y| <= ln2/2.
 inline double fastExp2(double x) {
@@ -942,15 +955,21 @@ public:
         const double fs = sampleRate;
         dsp::onepole(hp_, true, fs, c[INPUT_HP]);
         dsp::onepole(lp_, false, fs, c[GAIN_LP]);
-        dsp::biquad(hp2_, dsp::BiquadKind::Highpass, fs, c[HP2_HZ], c[HP2_Q], 0.0);
+        if (hp2On_) {
+            dsp::Section hp2;
+            dsp::biquad(hp2, dsp::BiquadKind::Highpass, fs, c[HP2_HZ], c[HP2_Q], 0.0);
+            dsp::cascade(in3_, hp_, hp2);
+        }
         preGain_.set(dsp::dbToGain(c[PRE_GAIN]), snap_);
         posLevel_ = std::exp(c[CLIP_ASYM]);
         negLevel_ = std::exp(-c[CLIP_ASYM]);
         p_ = 2.0 * c[CLIP_KNEE];
         invP_ = 1.0 / p_;
         dryMix_.set(c[DRY_MIX], snap_);
-        dsp::onepole(dc_, true, fs, 5.0);
-        dsp::biquad(tone_, dsp::BiquadKind::Lowpass, fs, c[TONE_LP], c[TONE_LP_Q], 0.0);
+        dsp::Section dc, tone;
+        dsp::onepole(dc, true, fs, 5.0);
+        dsp::biquad(tone, dsp::BiquadKind::Lowpass, fs, c[TONE_LP], c[TONE_LP_Q], 0.0);
+        dsp::cascade(dcTone_, dc, tone);
         dsp::biquad(shelf_, dsp::BiquadKind::Highshelf, fs, c[SHELF_HZ], 0.7071, c[SHELF_DB]);
         dsp::biquad(mid_, dsp::BiquadKind::Peak, fs, c[MID_HZ], c[MID_Q], c[MID_DB]);
         outGain_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
@@ -988,26 +1007,26 @@ public:
     }
     void reset() override {
         Block::reset();
-        hp_.reset(); lp_.reset(); hp2_.reset(); dc_.reset(); tone_.reset(); shelf_.reset(); mid_.reset(); dry_.reset();
+        hp_.reset(); lp_.reset(); in3_.reset(); dcTone_.reset(); shelf_.reset(); mid_.reset(); dry_.reset();
     }
     void flushDenormals() override {
-        hp_.flushDenormals(); lp_.flushDenormals(); hp2_.flushDenormals(); dc_.flushDenormals();
-        tone_.flushDenormals(); shelf_.flushDenormals(); mid_.flushDenormals();
+        hp_.flushDenormals(); lp_.flushDenormals(); in3_.flushDenormals(); dcTone_.flushDenormals();
+        shelf_.flushDenormals(); mid_.flushDenormals();
         ap1_.flushDenormals(); ap2_.flushDenormals();
     }
 
 private:
-    /// the input filters before the gain (the second high-pass when the twin has it on)
+    /// the input filters before the gain: HP1 [then HP2, fused with it], then LP1
     inline double input(double x) {
-        const double v = lp_.tick1(hp_.tick1(x));
-        return hp2On_ ? hp2_.tick(v) : v;
+        return lp_.tick1(hp2On_ ? in3_.tick(x) : hp_.tick1(x));
     }
     /// dry mix (latency-compensated) and the output filters; x: the input, replaced.
     inline void post(double& x, double clipped) {
         const double z = clipped + dryMix_.next() * dry_.tick(x);
-        x = outputSections(outGain_.next() * mid_.tick(shelf_.tick(tone_.tick(dc_.tick1(z)))));
+        x = outputSections(outGain_.next() * mid_.tick(shelf_.tick(dcTone_.tick(z))));
     }
-    dsp::Section hp_, lp_, hp2_, dc_, tone_, shelf_, mid_;
+    dsp::Section hp_, lp_, shelf_, mid_;
+    dsp::Section3 in3_, dcTone_;  // HP1 + HP2; the 5 Hz DC blocker + the tone low-pass
     dsp::Delay dry_;
     dsp::Ramp preGain_, dryMix_, outGain_;
     double posLevel_ = 1, negLevel_ = 1, p_ = 2, invP_ = 0.5;
