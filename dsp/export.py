@@ -18,7 +18,8 @@ The document (``MODEL_FORMAT``/``MODEL_VERSION``, independent of the package ver
          "fit_sample_rate": 48000.0,
          "controls": [{"name", "unit", "minimum", "maximum", "default", "scale", "doc"}],
          "shared": {physical shared values: ohms, farads, taper constants,
-                    structural switches: allpass, output_lp, input_hp2, tonestack_position (0/1)},
+                    structural switches: allpass, output_lp, input_hp2, blend_tone,
+                    tonestack_position (0/1)},
          "reference_controls": {control: physical value at the reference setting},
          "knob_map": {unit-knob-map v1: knobs, controls, base_raw, curves (knots + values
                       per control: "pwl" curves, "table" switch tables), mlp (W1, b1,

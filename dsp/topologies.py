@@ -340,7 +340,8 @@ class DriveTopology(Topology):
 
         u = G * HP2(input_hp2_hz, input_hp2_q) LP1(gain_lp_hz) HP1(input_hp_hz) x   G = 10^(pre_gain_db/20)
         z = dry_mix * x + clip(u; pos = e^a, neg = e^-a, knee)   a = clip_asym
-        y = 10^(level_db/20) * PK(tone_mid_hz, tone_mid_q, tone_mid_db) HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz, tone_lp_q) DC(z)
+        w = 10^(level_db/20) * PK(tone_mid_hz, tone_mid_q, tone_mid_db) HS(tone_shelf_hz, tone_shelf_db) LP2(tone_lp_hz, tone_lp_q) DC(z)
+        y = (1 - t) LP1(blend_lp_hz) w + t HP1(blend_hp_hz) w          t = tone_blend
 
     ``dry_mix`` ~ 1: Tube-Screamer family (op-amp feedback clipping, y ~ x + clip(Gx));
     ``dry_mix`` ~ 0: series clipping (RAT, DS-1); a large ``clip_knee`` is a hard
@@ -350,8 +351,14 @@ class DriveTopology(Topology):
     ``HP2`` (a second-order high-pass with its own Q, on with the shared switch
     ``input_hp2``) gives the low end the slope and the bump of a pedal's several
     coupling capacitors. Measured on Guitarix's DS1: without it, half the error of a
-    fitted capture lay below 80 Hz (its -6 dBFS sweep), and the held-out median ESR
-    went from 0.071 to 0.041 with it (``benchmarks/README.md``).
+    fitted capture lay below 80 Hz (its -6 dBFS sweep).
+
+    The blend tone (on with the shared switch ``blend_tone``) is the passive tone of
+    the DS-1 and the Big Muff: a pot crossfades a low-pass and a high-pass, so one knob
+    moves one control, ``tone_blend``, and the mid scoop between the two cut-offs comes
+    with it. With ``t`` = 0.5 and equal cut-offs it is a plain gain of 0.5 (LP1 + HP1
+    = 1), so a pedal without such a tone loses nothing. On Guitarix's DS1 the held-out
+    median ESR went from 0.047 to 0.0077 with it (``benchmarks/README.md``).
     """
 
     NAME = "drive"
@@ -381,20 +388,26 @@ class DriveTopology(Topology):
                     "second-order high-pass before the clipper (coupling caps: the low end's "
                     "slope and bump), on with the shared ``input_hp2``"),
         ControlSpec("input_hp2_q", "", 0.3, 3.0, 0.5, "log", "its Q (0.7071 Butterworth; > 1 a bump)"),
+        ControlSpec("tone_blend", "fraction", 0.0, 1.0, 0.5, "lin",
+                    "blend tone: 0 all low-pass, 1 all high-pass (DS-1 / Big Muff Tone), on with "
+                    "the shared ``blend_tone``"),
+        ControlSpec("blend_lp_hz", "Hz", 50.0, 5000.0, 400.0, "log", "blend tone: the low-pass's cut-off"),
+        ControlSpec("blend_hp_hz", "Hz", 100.0, 10000.0, 1000.0, "log", "blend tone: the high-pass's cut-off"),
     )
     ALLPASS = True
-    #: the second input high-pass is on (shared switch ``input_hp2`` = 1) in every new fit;
-    #: a twin saved before it existed loads with it off and renders what it rendered
-    SWITCHES_ON = ("input_hp2",)
+    #: the second input high-pass and the blend tone are on (shared switches = 1) in every
+    #: new fit; a twin saved before they existed loads with them off and renders what it
+    #: rendered
+    SWITCHES_ON = ("input_hp2", "blend_tone")
     SEARCH = ("pre_gain_db", "dry_mix", "clip_knee", "clip_asym", "input_hp_hz", "tone_lp_hz")
     KNOB_CONTROLS = ("input_hp_hz", "pre_gain_db", "gain_lp_hz", "dry_mix", "tone_lp_hz",
-                     "tone_shelf_hz", "tone_shelf_db", "tone_mid_db", "level_db")
+                     "tone_shelf_hz", "tone_shelf_db", "tone_mid_db", "level_db", "tone_blend")
     SMALL_SIGNAL = ("input_hp_hz", "gain_lp_hz", "tone_lp_hz", "tone_lp_q", "tone_shelf_hz",
                     "tone_shelf_db", "tone_mid_hz", "tone_mid_db", "tone_mid_q", "input_hp2_hz",
-                    "input_hp2_q")
+                    "input_hp2_q", "tone_blend", "blend_lp_hz", "blend_hp_hz")
     NAME_HINTS = ((("attack", "bass", "low"), ("input_hp_hz",)),
                   (("drive", "gain", "dist"), ("pre_gain_db",)),
-                  (("tone",), ("tone_lp_hz", "tone_shelf_db", "tone_mid_db")),
+                  (("tone",), ("tone_blend", "tone_lp_hz", "tone_mid_db")),
                   (("bright", "treble", "high"), ("tone_lp_hz", "tone_shelf_db")),
                   (("level", "volume", "output"), ("level_db",)))
 
@@ -414,7 +427,12 @@ class DriveTopology(Topology):
                 biquad_coeffs("lowpass", sr, c["tone_lp_hz"], c["tone_lp_q"]),
                 biquad_coeffs("highshelf", sr, c["tone_shelf_hz"], 0.7071, c["tone_shelf_db"]),
                 biquad_coeffs("peak", sr, c["tone_mid_hz"], c["tone_mid_q"], c["tone_mid_db"])]
-        return p.lin(z, post, gain=_db(c["level_db"]))
+        y = p.lin(z, post, gain=_db(c["level_db"]))
+        if bool(c["blend_tone"].reshape(-1)[0] > 0.5):
+            t = c["tone_blend"][:, None].to(y.dtype)
+            y = ((1 - t) * p.lin(y, [onepole_coeffs("lowpass", sr, c["blend_lp_hz"])])
+                 + t * p.lin(y, [onepole_coeffs("highpass", sr, c["blend_hp_hz"])]))
+        return y
 
 
 # --------------------------------------------------------------------------------------

@@ -502,35 +502,40 @@ def test_a_whole_sample_latency_is_found_exactly():
 
 
 def test_twin_saved_before_the_output_allpass_loads_and_renders_the_same():
-    """A twin file written before the drive gained the all-pass, the tone Q and the
-    second input high-pass (its knob map lists seven controls fewer, its shared values
-    have no switch) loads, with both sections off and the Q at its Butterworth default,
-    and computes exactly what it computed."""
+    """A twin file written before the drive gained the all-pass, the tone Q, the second
+    input high-pass and the blend tone (its knob map lists ten controls fewer, its
+    shared values have no switch) loads, with those sections off and the Q at its
+    Butterworth default, and computes exactly what it computed."""
     from dsp import export
     from dsp.controls import KnobDef
     from dsp.twin import FittedBlock
 
     new = export.synthetic_block("drive", [KnobDef("Drive", affects=("pre_gain_db", "tone_lp_hz"))],
-                                 seed=2, base={"tone_lp_q": 0.7071}, shared={"input_hp2": 0.0})
+                                 seed=2, base={"tone_lp_q": 0.7071},
+                                 shared={"input_hp2": 0.0, "blend_tone": 0.0})
     assert float(new.shared_raw["allpass"]) == 0.0
     old = json.loads(json.dumps(new.to_dict()))
-    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q", "tone_lp_q", "input_hp2_hz", "input_hp2_q")
+    ap = ("ap1_hz", "ap1_q", "ap2_hz", "ap2_q", "tone_lp_q", "input_hp2_hz", "input_hp2_q",
+          "tone_blend", "blend_lp_hz", "blend_hp_hz")
     km = old["knob_map"]
-    assert [c["name"] for c in km["controls"][-7:]] == list(ap)
-    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-7], km["base_raw"][:-7], km["mlp"]["W2"][:-7]
+    n = len(ap)
+    assert [c["name"] for c in km["controls"][-n:]] == list(ap)
+    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-n], km["base_raw"][:-n], km["mlp"]["W2"][:-n]
     for cv in km["curves"]:
         for name in ap:
             cv["values"].pop(name, None)
-    del old["shared_raw"]["allpass"], old["shared_raw"]["input_hp2"]
+    for k in ("allpass", "input_hp2", "blend_tone"):
+        del old["shared_raw"][k]
     loaded = FittedBlock.from_dict(old)
-    assert loaded.shared_raw["input_hp2"] == 0.0 and loaded.shared_raw["allpass"] == 0.0
+    assert loaded.shared_raw["input_hp2"] == loaded.shared_raw["allpass"] == loaded.shared_raw["blend_tone"] == 0.0
     x = guitar_like(0.5, seed=9)
     for s in ({}, {"Drive": 8.5}):
         np.testing.assert_array_equal(loaded.render(s, x, SR), new.render(s, x, SR))
     assert loaded.controls({})["ap1_hz"] == pytest.approx(1500.0)
-    # the section is real: the same twin with it on renders otherwise
-    on = FittedBlock.from_dict(dict(old, shared_raw=dict(old["shared_raw"], input_hp2=1.0)))
-    assert not np.allclose(on.render({}, x, SR), new.render({}, x, SR), atol=1e-4)
+    # the sections are real: the same twin with one on renders otherwise
+    for k in ("input_hp2", "blend_tone"):
+        on = FittedBlock.from_dict(dict(old, shared_raw=dict(old["shared_raw"], **{k: 1.0})))
+        assert not np.allclose(on.render({}, x, SR), new.render({}, x, SR), atol=1e-4), k
 
 
 def test_second_input_highpass_is_on_in_a_new_drive_and_fitted_from_the_small_signal():
@@ -551,3 +556,33 @@ def test_second_input_highpass_is_on_in_a_new_drive_and_fitted_from_the_small_si
     got = {c.name: float(c.to_physical(raw[i])) for i, c in enumerate(f.topo.CONTROLS)}
     assert 60.0 < got["input_hp2_hz"] < 135.0, got
     assert got["input_hp2_q"] > 1.0, got
+
+
+def test_blend_tone_is_a_crossfade_of_a_lowpass_and_a_highpass():
+    """The drive's blend tone: (1 - t) LP1 + t HP1 after the tone section. At t = 0.5
+    with equal cut-offs it is exactly half the chain without it (LP1 + HP1 = 1); at
+    t = 0 and t = 1 it is the low-pass and the high-pass (scipy's bilinear one-poles on
+    the output of the chain without the blend)."""
+    from scipy import signal as sps
+
+    topo = make_topology("drive", SR, 2)
+    x = torch.from_numpy(guitar_like(0.3, seed=3).astype(np.float64))[None]
+
+    def render(blend_on, **ctl):
+        with torch.no_grad():
+            topo.shared["blend_tone"].fill_(blend_on)
+            return topo(x, topo.raw_from_physical(dict(drive_truth(_full({})), **ctl)), exact=True)[0].numpy()
+
+    plain = render(0.0)
+    half = render(1.0, tone_blend=0.5, blend_lp_hz=700.0, blend_hp_hz=700.0)
+    # (the two cut-offs come through float32 raw values of different ranges: equal to 1e-7)
+    np.testing.assert_allclose(half, 0.5 * plain, atol=1e-6 * np.abs(plain).max())
+    for t, kind, hz in ((0.0, "lowpass", 300.0), (1.0, "highpass", 2000.0)):
+        y = render(1.0, tone_blend=t, blend_lp_hz=300.0, blend_hp_hz=2000.0)
+        t_phys = float(topo.spec("tone_blend").to_physical(topo.spec("tone_blend").to_raw(t)))
+        b, a = sps.butter(1, hz, btype=kind, fs=SR)
+        ref = (1 - t_phys) * sps.lfilter(*sps.butter(1, 300.0, "lowpass", fs=SR), plain) + \
+            t_phys * sps.lfilter(*sps.butter(1, 2000.0, "highpass", fs=SR), plain)
+        assert np.sum((y - ref) ** 2) / np.sum(ref ** 2) < 1e-10, kind
+        pure = sps.lfilter(b, a, plain)
+        assert np.sum((y - pure) ** 2) / np.sum(pure ** 2) < 1e-6, kind

@@ -56,6 +56,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <initializer_list>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -331,35 +332,68 @@ inline void biquad(Section& s, BiquadKind kind, double fs, double f0, double q, 
     s.a2 = (A2 - A1 * k + A0 * k2) / n0;
 }
 
-/// Third-order section (tone stack), transposed direct form II.
-struct Section3 {
-    double b[4] = {1, 0, 0, 0}, a[4] = {1, 0, 0, 0};
-    double s[3] = {0, 0, 0};
+/// Section of order N, transposed direct form II (the tone stack: N = 3; fused chains
+/// of fixed sections, see ``cascade``).
+template <int N>
+struct SectionN {
+    double b[N + 1] = {1}, a[N + 1] = {1};
+    double s[N] = {};
     inline double tick(double x) {
-        double y = b[0] * x + s[0];
-        s[0] = b[1] * x - a[1] * y + s[1];
-        s[1] = b[2] * x - a[2] * y + s[2];
-        s[2] = b[3] * x - a[3] * y;
+        const double y = b[0] * x + s[0];
+        for (int k = 0; k < N - 1; ++k) s[k] = b[k + 1] * x - a[k + 1] * y + s[k + 1];
+        s[N - 1] = b[N] * x - a[N] * y;
         return y;
     }
-    void reset() { s[0] = s[1] = s[2] = 0; }
+    void reset() {
+        for (double& v : s) v = 0;
+    }
+    /// All states at once or none: flushing some of a fused section's states (they are
+    /// larger than its output) re-excites it, measured as a floor near 1e-29 that never
+    /// decayed.
     void flushDenormals() {
-        for (double& v : s)
-            if (std::fabs(v) < 1e-30) v = 0;
+        double m = 0;
+        for (double v : s) m = std::max(m, std::fabs(v));
+        if (m < 1e-30) reset();
     }
 };
+using Section3 = SectionN<3>;
 
-/// ``out`` = ``first`` then ``second`` as one third-order section (``first`` first
-/// order: b2 == a2 == 0): the same filter, one state update fewer per sample.
-inline void cascade(Section3& out, const Section& first, const Section& second) {
-    out.b[0] = first.b0 * second.b0;
-    out.b[1] = first.b0 * second.b1 + first.b1 * second.b0;
-    out.b[2] = first.b0 * second.b2 + first.b1 * second.b1;
-    out.b[3] = first.b1 * second.b2;
-    out.a[0] = 1.0;
-    out.a[1] = first.a1 + second.a1;
-    out.a[2] = first.a1 * second.a1 + second.a2;
-    out.a[3] = first.a1 * second.a2;
+/// ``out`` = the sections in series as one: the products of their numerators and of
+/// their denominators (the same filter; one state update instead of several per
+/// sample). Orders must add up to N; first-order sections are Sections with b2 = a2 = 0.
+template <int N>
+inline void cascade(SectionN<N>& out, std::initializer_list<const Section*> parts) {
+    double b[N + 1] = {1}, a[N + 1] = {1};
+    int order = 0;
+    for (const Section* p : parts) {
+        const int o = (p->b2 == 0.0 && p->a2 == 0.0) ? 1 : 2;
+        const double pb[3] = {p->b0, p->b1, p->b2}, pa[3] = {1.0, p->a1, p->a2};
+        double nb[N + 1] = {}, na[N + 1] = {};
+        for (int i = 0; i <= order; ++i)
+            for (int j = 0; j <= o && i + j <= N; ++j) {
+                nb[i + j] += b[i] * pb[j];
+                na[i + j] += a[i] * pa[j];
+            }
+        order += o;
+        std::copy(nb, nb + N + 1, b);
+        std::copy(na, na + N + 1, a);
+    }
+    std::copy(b, b + N + 1, out.b);
+    std::copy(a, a + N + 1, out.a);
+}
+
+/// The blend tone (1 - t) LP1(lpHz) + t HP1(hpHz) as one second-order section: the two
+/// one-poles over their common denominator (the same filter as the sum).
+inline void blend(Section& out, double fs, double t, double lpHz, double hpHz) {
+    Section lo, hi;
+    onepole(lo, false, fs, lpHz);
+    onepole(hi, true, fs, hpHz);
+    const double u = 1.0 - t;
+    out.b0 = u * lo.b0 + t * hi.b0;
+    out.b1 = u * (lo.b1 + lo.b0 * hi.a1) + t * (hi.b1 + hi.b0 * lo.a1);
+    out.b2 = u * lo.b1 * hi.a1 + t * hi.b1 * lo.a1;
+    out.a1 = lo.a1 + hi.a1;
+    out.a2 = lo.a1 * hi.a1;
 }
 
 /// 2^x, relative error < 2e-7 (|x| <= 1000): 2^round(x) from the exponent bits times a
@@ -929,22 +963,25 @@ protected:
 //   x -> HP1(input_hp) -> LP1(gain_lp) [-> HP2(input_hp2, input_hp2_q)] -> *pre -> up -> soft clip -> down
 //     -> + dry_mix * x (delayed by the latency) -> HP1(5 Hz) -> LP2(tone_lp, tone_lp_q)
 //     -> HS(tone_shelf_hz, 0.7071, tone_shelf_db) -> peak(tone_mid_hz, tone_mid_q, tone_mid_db)
-//     -> *level [-> all-pass x2]
+//     -> *level [-> (1 - tone_blend) LP1(blend_lp) + tone_blend HP1(blend_hp)] [-> all-pass x2]
 class DriveBlock final : public Block {
 public:
     enum { INPUT_HP, PRE_GAIN, GAIN_LP, CLIP_ASYM, CLIP_KNEE, DRY_MIX, TONE_LP, SHELF_HZ, SHELF_DB, MID_HZ,
-           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, TONE_LP_Q, HP2_HZ, HP2_Q, N };
+           MID_DB, MID_Q, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q, TONE_LP_Q, HP2_HZ, HP2_Q, BLEND, BLEND_LP,
+           BLEND_HP, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {"input_hp_hz", "pre_gain_db", "gain_lp_hz", "clip_asym", "clip_knee",
                                        "dry_mix", "tone_lp_hz", "tone_shelf_hz", "tone_shelf_db", "tone_mid_hz",
                                        "tone_mid_db", "tone_mid_q", "level_db", "ap1_hz", "ap1_q", "ap2_hz",
-                                       "ap2_q", "tone_lp_q", "input_hp2_hz", "input_hp2_q"};
+                                       "ap2_q", "tone_lp_q", "input_hp2_hz", "input_hp2_q", "tone_blend",
+                                       "blend_lp_hz", "blend_hp_hz"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
     void loadShared(const json::Value& sh) override {
         loadOutputSections(sh);
         hp2On_ = sh.has("input_hp2") && sh["input_hp2"].num() > 0.5;
+        blendOn_ = sh.has("blend_tone") && sh["blend_tone"].num() > 0.5;
     }
 
     void prepare(double sr) override {
@@ -958,7 +995,9 @@ public:
         if (hp2On_) {
             dsp::Section hp2;
             dsp::biquad(hp2, dsp::BiquadKind::Highpass, fs, c[HP2_HZ], c[HP2_Q], 0.0);
-            dsp::cascade(in3_, hp_, hp2);
+            dsp::cascade(in4_, {&hp_, &lp_, &hp2});
+        } else {
+            dsp::cascade(in2_, {&hp_, &lp_});
         }
         preGain_.set(dsp::dbToGain(c[PRE_GAIN]), snap_);
         posLevel_ = std::exp(c[CLIP_ASYM]);
@@ -966,12 +1005,18 @@ public:
         p_ = 2.0 * c[CLIP_KNEE];
         invP_ = 1.0 / p_;
         dryMix_.set(c[DRY_MIX], snap_);
-        dsp::Section dc, tone;
+        dsp::Section dc, tone, shelf, mid, blend;
         dsp::onepole(dc, true, fs, 5.0);
         dsp::biquad(tone, dsp::BiquadKind::Lowpass, fs, c[TONE_LP], c[TONE_LP_Q], 0.0);
-        dsp::cascade(dcTone_, dc, tone);
-        dsp::biquad(shelf_, dsp::BiquadKind::Highshelf, fs, c[SHELF_HZ], 0.7071, c[SHELF_DB]);
-        dsp::biquad(mid_, dsp::BiquadKind::Peak, fs, c[MID_HZ], c[MID_Q], c[MID_DB]);
+        dsp::biquad(shelf, dsp::BiquadKind::Highshelf, fs, c[SHELF_HZ], 0.7071, c[SHELF_DB]);
+        dsp::biquad(mid, dsp::BiquadKind::Peak, fs, c[MID_HZ], c[MID_Q], c[MID_DB]);
+        if (blendOn_) {
+            dsp::blend(blend, fs, c[BLEND], c[BLEND_LP], c[BLEND_HP]);
+            dsp::cascade(dcToneBlend_, {&dc, &tone, &blend});
+        } else {
+            dsp::cascade(dcTone_, {&dc, &tone});
+        }
+        dsp::cascade(shelfMid_, {&shelf, &mid});
         outGain_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
         setAllpass(c, AP1_HZ);
     }
@@ -1007,30 +1052,35 @@ public:
     }
     void reset() override {
         Block::reset();
-        hp_.reset(); lp_.reset(); in3_.reset(); dcTone_.reset(); shelf_.reset(); mid_.reset(); dry_.reset();
+        in2_.reset(); in4_.reset(); dcTone_.reset(); dcToneBlend_.reset(); shelfMid_.reset(); dry_.reset();
     }
     void flushDenormals() override {
-        hp_.flushDenormals(); lp_.flushDenormals(); in3_.flushDenormals(); dcTone_.flushDenormals();
-        shelf_.flushDenormals(); mid_.flushDenormals();
+        in2_.flushDenormals(); in4_.flushDenormals(); dcTone_.flushDenormals();
+        dcToneBlend_.flushDenormals(); shelfMid_.flushDenormals();
         ap1_.flushDenormals(); ap2_.flushDenormals();
     }
 
 private:
-    /// the input filters before the gain: HP1 [then HP2, fused with it], then LP1
-    inline double input(double x) {
-        return lp_.tick1(hp2On_ ? in3_.tick(x) : hp_.tick1(x));
-    }
+    /// the input filters before the gain: HP1, LP1 [, HP2] as one section
+    inline double input(double x) { return hp2On_ ? in4_.tick(x) : in2_.tick(x); }
     /// dry mix (latency-compensated) and the output filters; x: the input, replaced.
     inline void post(double& x, double clipped) {
         const double z = clipped + dryMix_.next() * dry_.tick(x);
-        x = outputSections(outGain_.next() * mid_.tick(shelf_.tick(dcTone_.tick(z))));
+        const double w = blendOn_ ? dcToneBlend_.tick(z) : dcTone_.tick(z);
+        x = outputSections(outGain_.next() * shelfMid_.tick(w));
     }
-    dsp::Section hp_, lp_, shelf_, mid_;
-    dsp::Section3 in3_, dcTone_;  // HP1 + HP2; the 5 Hz DC blocker + the tone low-pass
+    // The fixed linear sections, fused (dsp::cascade; the same filters as the twin's
+    // chain): input HP1 LP1 [HP2]; DC blocker (5 Hz), tone low-pass [, blend tone];
+    // tone shelf and mid peak.
+    dsp::Section hp_, lp_;
+    dsp::SectionN<2> in2_;
+    dsp::SectionN<4> in4_, shelfMid_;
+    dsp::SectionN<3> dcTone_;
+    dsp::SectionN<5> dcToneBlend_;
     dsp::Delay dry_;
     dsp::Ramp preGain_, dryMix_, outGain_;
     double posLevel_ = 1, negLevel_ = 1, p_ = 2, invP_ = 0.5;
-    bool hp2On_ = false;
+    bool hp2On_ = false, blendOn_ = false;
 };
 
 // ----------------------------------------------------------------------- eq_match
