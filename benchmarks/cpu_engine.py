@@ -22,7 +22,7 @@ Models: fitted twins (``--drive`` / ``--amp``: a ``*.twin.json`` file or a
 (Invective, amp) with random knob maps (same knobs, topologies and oversampling: the
 cost does not depend on the fitted values, except through the soft clip's knee), with
 every optional section on (the worst case: all-pass, the drive's second input
-high-pass and blend tone, and the amp's output low-pass).
+high-pass and blend tone, the amp's output low-pass and second all-pass pair).
 
     python benchmarks/cpu_engine.py
     python benchmarks/cpu_engine.py --drive proj/.unit/models/01_DS1.twin.json --json cpu.json

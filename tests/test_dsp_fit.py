@@ -586,3 +586,36 @@ def test_blend_tone_is_a_crossfade_of_a_lowpass_and_a_highpass():
         assert np.sum((y - ref) ** 2) / np.sum(ref ** 2) < 1e-10, kind
         pure = sps.lfilter(b, a, plain)
         assert np.sum((y - pure) ** 2) / np.sum(pure ** 2) < 1e-6, kind
+
+
+def test_amp_twin_saved_before_the_second_allpass_pair_renders_the_same():
+    """An amp twin written with its output all-pass on, before the amp gained the second
+    all-pass pair (four controls fewer, no ``allpass2``), loads with the pair off and
+    computes exactly what it computed; the pair, when on, changes the phase only."""
+    from dsp import export
+    from dsp.controls import KnobDef
+    from dsp.twin import FittedBlock
+
+    new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=5,
+                                 shared={"allpass": 1.0, "allpass2": 0.0})
+    old = json.loads(json.dumps(new.to_dict()))
+    km = old["knob_map"]
+    ap2 = ["ap3_hz", "ap3_q", "ap4_hz", "ap4_q"]
+    assert [c["name"] for c in km["controls"][-4:]] == ap2
+    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-4], km["base_raw"][:-4], km["mlp"]["W2"][:-4]
+    for cv in km["curves"]:
+        for name in ap2:
+            cv["values"].pop(name, None)
+    del old["shared_raw"]["allpass2"]
+    loaded = FittedBlock.from_dict(old)
+    assert loaded.shared_raw["allpass2"] == 0.0 and loaded.shared_raw["allpass"] == 1.0
+    x = guitar_like(0.5, seed=4)
+    np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
+    on = FittedBlock.from_dict(dict(old, shared_raw=dict(old["shared_raw"], allpass2=1.0)))
+    y_on, y_off = on.render({}, x, SR).astype(np.float64), new.render({}, x, SR).astype(np.float64)
+    assert not np.allclose(y_on, y_off, atol=1e-4)
+    n = len(x)
+    mag = lambda y: np.abs(np.fft.rfft(y * np.hanning(n)))  # noqa: E731
+    band = slice(int(100 * n / SR), int(8000 * n / SR))
+    ratio = mag(y_on)[band] / mag(y_off)[band]
+    assert np.median(np.abs(20 * np.log10(ratio))) < 0.5

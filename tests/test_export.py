@@ -203,10 +203,11 @@ def test_amp_parity(render_bin, tmp_path, sample_rate):
     """Tone stack between the tube stages, output low-pass and all-pass on (the tests
     below have them off)."""
     models = {"01_Amp": random_block("amp", amp_knobs(), seed=12,
-                                     shared={"allpass": 1.0, "tonestack_position": 1.0, "output_lp": 1.0})}
+                                     shared={"allpass": 1.0, "allpass2": 1.0, "tonestack_position": 1.0,
+                                             "output_lp": 1.0})}
     model, doc = write_model(tmp_path, models)
     sh = doc["blocks"][0]["shared"]
-    assert sh["allpass"] == 1.0 and sh["tonestack_position"] == 1.0 and sh["output_lp"] == 1.0
+    assert sh["allpass"] == sh["allpass2"] == sh["tonestack_position"] == sh["output_lp"] == 1.0
     settings = settings_for(doc, 3, seed=13)
     worst = check_parity(render_bin, model, doc, models, sample_rate, settings[:1] + settings[-4:])
     print(f"amp {sample_rate} Hz: worst ESR {worst:.2e}")

@@ -916,7 +916,9 @@ public:
     }
     virtual void setControls(const double* physical) = 0;
     virtual void process(double* x, int n) = 0;
-    virtual void reset() { resampler.reset(); ap1_.reset(); ap2_.reset(); olp1_.reset(); olp2_.reset(); }
+    virtual void reset() {
+        resampler.reset(); ap1_.reset(); ap2_.reset(); ap3_.reset(); ap4_.reset(); olp1_.reset(); olp2_.reset();
+    }
     virtual void flushDenormals() {}
     /// Base-rate samples of delay behind the twin's (zero-phase) output.
     virtual int latency() const { return oversample > 1 ? ((int)fir.size() - 1) / oversample : 0; }
@@ -928,13 +930,18 @@ protected:
 
     // Optional output sections (dsp.topologies.Topology.OUTPUT_LP / ALLPASS), at the base
     // rate after everything else: two RBJ low-passes, on when shared "output_lp" is 1,
-    // then two RBJ all-passes, on when shared "allpass" is 1 (a model without the keys
-    // has them off).
-    bool allpassOn_ = false, outLpOn_ = false;
-    dsp::Section ap1_, ap2_, olp1_, olp2_;
+    // then two RBJ all-passes, on when shared "allpass" is 1, then two more (the amp's),
+    // on when shared "allpass2" is 1 (a model without the keys has them off).
+    bool allpassOn_ = false, allpass2On_ = false, outLpOn_ = false;
+    dsp::Section ap1_, ap2_, ap3_, ap4_, olp1_, olp2_;
     void loadOutputSections(const json::Value& sh) {
         allpassOn_ = sh.has("allpass") && sh["allpass"].num() > 0.5;
+        allpass2On_ = sh.has("allpass2") && sh["allpass2"].num() > 0.5;
         outLpOn_ = sh.has("output_lp") && sh["output_lp"].num() > 0.5;
+    }
+    void setAllpass2(const double* c, int i) {
+        dsp::biquad(ap3_, dsp::BiquadKind::Allpass, sampleRate, c[i], c[i + 1], 0.0);
+        dsp::biquad(ap4_, dsp::BiquadKind::Allpass, sampleRate, c[i + 2], c[i + 3], 0.0);
     }
     void setAllpass(const double* c, int i) {
         dsp::biquad(ap1_, dsp::BiquadKind::Allpass, sampleRate, c[i], c[i + 1], 0.0);
@@ -950,9 +957,12 @@ protected:
         if (allpassOn_) v = ap2_.tickAllpass(ap1_.tickAllpass(v));
         return v;
     }
+    /// A chunk through the optional output sections, the second all-pass pair last.
     void outputSections(double* x, int n) {
-        if (!outLpOn_ && !allpassOn_) return;
-        for (int i = 0; i < n; ++i) x[i] = outputSections(x[i]);
+        if (outLpOn_ || allpassOn_)
+            for (int i = 0; i < n; ++i) x[i] = outputSections(x[i]);
+        if (allpass2On_)
+            for (int i = 0; i < n; ++i) x[i] = ap4_.tickAllpass(ap3_.tickAllpass(x[i]));
     }
     virtual std::string expectedControl(size_t i) const = 0;
     virtual size_t numExpectedControls() const = 0;
@@ -1136,14 +1146,15 @@ public:
     enum { IN_HP, PRE_GAIN, TUBE1_BIAS, INTER1_HP, INTER1_LP, STAGE2_GAIN, TUBE2_BIAS, INTER2_HP, INTER2_LP,
            TREBLE, MID, BASS, POST_GAIN, SAG_DEPTH, SAG_THRESHOLD, SAG_TIME, MASTER, PA_BIAS, PA_CROSSOVER,
            PA_LEVEL, PRESENCE_HZ, PRESENCE_DB, DEPTH_HZ, DEPTH_DB, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q,
-           OUT_LP1_HZ, OUT_LP1_Q, OUT_LP2_HZ, OUT_LP2_Q, N };
+           OUT_LP1_HZ, OUT_LP1_Q, OUT_LP2_HZ, OUT_LP2_Q, AP3_HZ, AP3_Q, AP4_HZ, AP4_Q, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {
             "in_hp_hz", "pre_gain_db", "tube1_bias", "inter1_hp_hz", "inter1_lp_hz", "stage2_gain_db",
             "tube2_bias", "inter2_hp_hz", "inter2_lp_hz", "tonestack_treble", "tonestack_mid", "tonestack_bass",
             "post_gain_db", "sag_depth", "sag_threshold", "sag_time_s", "master_db", "pa_bias", "pa_crossover",
             "pa_level", "presence_hz", "presence_db", "depth_hz", "depth_db", "level_db", "ap1_hz", "ap1_q",
-            "ap2_hz", "ap2_q", "out_lp1_hz", "out_lp1_q", "out_lp2_hz", "out_lp2_q"};
+            "ap2_hz", "ap2_q", "out_lp1_hz", "out_lp1_q", "out_lp2_hz", "out_lp2_q", "ap3_hz", "ap3_q",
+            "ap4_hz", "ap4_q"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
@@ -1220,6 +1231,7 @@ public:
         dsp::onepole(dc_, true, rs, 5.0);
         level_.set(dsp::dbToGain(c[LEVEL]) * polarity, snap_);
         setAllpass(c, AP1_HZ);
+        setAllpass2(c, AP3_HZ);
         setOutputLp(c, OUT_LP1_HZ);
     }
 
@@ -1258,8 +1270,8 @@ public:
     void flushDenormals() override {
         inHp_.flushDenormals(); hp1_.flushDenormals(); lp1_.flushDenormals(); hp2_.flushDenormals();
         lp2_.flushDenormals(); ts_.flushDenormals(); presence_.flushDenormals(); depth_.flushDenormals();
-        dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); olp1_.flushDenormals();
-        olp2_.flushDenormals();
+        dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); ap3_.flushDenormals();
+        ap4_.flushDenormals(); olp1_.flushDenormals(); olp2_.flushDenormals();
         if (sagE_ < 1e-30) sagE_ = 0;
     }
 
