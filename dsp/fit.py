@@ -828,11 +828,11 @@ class Fitter:
         sections, four on the amp; random starts, then Adam; the rest held). Only the
         part of it above the magnitude's own floor (the error with every phase matched)
         is the phase's: the all-pass stays on when it takes at least a quarter off that
-        part (and that part was above ``ALLPASS_MIN_ERROR``). Measured on Guitarix (floor about 0.05): 0.99
-        off, 0.24 on for the Studio Preamp; 0.998 off, 0.645 on for the MetalHead (its
-        4-band crossover has more phase than two sections make); with four sections the
-        Studio Preamp's went to 0.13 (floor 0.03). The all-pass controls are set either
-        way."""
+        part (and that part was above ``ALLPASS_MIN_ERROR``). Measured on Guitarix with
+        two sections (floor about 0.05): 0.99 off, 0.24 on for the Studio Preamp; 0.998
+        off, 0.645 on for the MetalHead (its 4-band crossover has more phase than two
+        sections make); with four the Studio Preamp's went to 0.13 (floor 0.03). The
+        all-pass controls are set either way."""
         c, topo = self.cfg, self.topo
         names = topo.control_names()
         free = [names.index(k) for k in topo.allpass_controls()]

@@ -381,7 +381,7 @@ class DriveTopology(Topology):
     moves one control, ``tone_blend``, and the mid scoop between the two cut-offs comes
     with it. With ``t`` = 0.5 and equal cut-offs it is a plain gain of 0.5 (LP1 + HP1
     = 1), so a pedal without such a tone loses nothing. On Guitarix's DS1 the held-out
-    median ESR went from 0.047 to 0.0077 with it (``benchmarks/README.md``).
+    median ESR went from 0.047 to 0.008 with it (two seeds, ``benchmarks/README.md``).
     """
 
     NAME = "drive"

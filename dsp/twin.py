@@ -139,10 +139,10 @@ def topology_controls(topology: str) -> list[dict]:
 
 def _upgrade_knob_map(d: dict, topology: str) -> dict:
     """A knob map saved before its topology gained trailing controls (the output
-    sections', the drive's ``tone_lp_q``, second input high-pass and blend tone; the sections are
-    off in such a twin, see :func:`_upgrade_shared`) gets
-    them at their defaults, constant (no curve, no MLP weight): the twin computes what
-    it computed. Other mismatches are left to fail."""
+    sections', the drive's ``tone_lp_q``, second input high-pass and blend tone, the
+    amp's second all-pass pair; the sections are off in such a twin, see
+    :func:`_upgrade_shared`) gets them at their defaults, constant (no curve, no MLP
+    weight): the twin computes what it computed. Other mismatches are left to fail."""
     from dsp.topologies import TOPOLOGIES
 
     specs = TOPOLOGIES[topology].CONTROLS
