@@ -62,7 +62,8 @@ def main(argv=None) -> int:
         ap.error(f"no capture matching {args.capture!r} in {root}")
     it = items[0]
     it.holdout, it.knobs = False, {}
-    if args.bands != "off" or args.output_dc:
+    experimental = args.bands != "off" or args.output_dc
+    if experimental:
         if loaded.block.topology != "amp":
             ap.error("--bands and --output-dc apply to amp blocks only")
         from experiments import amp_multiband
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     print(f"{args.key} {it.name}: ESR {rep['train']['median']:.4f} ({rep['train']['verdict']}), "
           f"latency {rep['items'][0]['latency_samples']:.2f} samples, {choices}, "
           f"{time.time() - t:.0f} s ({args.steps} steps, bands {args.bands}, output DC {args.output_dc}, oversample {args.oversample})")
-    if args.bands != "off" or args.output_dc:
+    if experimental:
         xo = {k: round(v, 3) for k, v in shared.items() if k.startswith("xo") or k == "pa_imbalance"}
         print(f"  shared after the fit: {xo}")
     print("  " + error_by_band(block, it, project.rig.sample_rate))
