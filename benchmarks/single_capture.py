@@ -3,7 +3,8 @@
 The fidelity benchmark asks for a knob map that generalises; this asks the simpler
 question underneath it: can the topology explain the plugin at one setting at all?
 It prints the fit's ESR on that capture, the latency and the structural choices the
-fitter made (output low-pass, output all-pass, the amp's tone-stack position)::
+fitter made (output low-pass, output all-pass, the amp's tone-stack position and
+whether its output keeps DC)::
 
     python benchmarks/fidelity.py --plugin metalhead --minutes 4   # makes the project
     python benchmarks/single_capture.py metalhead Tone_7p5 [--steps 600]
@@ -38,9 +39,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bands", choices=("off", "guitarix", "generic"), default="off",
                     help="experimental multiband amp: crossovers at Guitarix's 86/210/1200/6531 Hz "
                          "or at 100/300/1000/3000 Hz, learnable either way (default off)")
-    ap.add_argument("--output-dc", action="store_true",
-                    help="experimental amp whose output keeps DC (learnable push-pull imbalance, "
-                         "no fixed output high-pass); combines with --bands")
     ap.add_argument("--oversample", type=int, default=2, help="the twin's oversampling (default 2)")
     args = ap.parse_args(argv)
 
@@ -62,27 +60,28 @@ def main(argv=None) -> int:
         ap.error(f"no capture matching {args.capture!r} in {root}")
     it = items[0]
     it.holdout, it.knobs = False, {}
-    experimental = args.bands != "off" or args.output_dc
+    experimental = args.bands != "off"
     if experimental:
         if loaded.block.topology != "amp":
-            ap.error("--bands and --output-dc apply to amp blocks only")
+            ap.error("--bands applies to amp blocks only")
         from experiments import amp_multiband
 
-        amp_multiband.install({"off": (), "guitarix": amp_multiband.GUITARIX_CROSSOVERS_HZ,
-                               "generic": amp_multiband.GENERIC_CROSSOVERS_HZ}[args.bands], args.output_dc)
+        amp_multiband.install({"guitarix": amp_multiband.GUITARIX_CROSSOVERS_HZ,
+                               "generic": amp_multiband.GENERIC_CROSSOVERS_HZ}[args.bands])
     cfg = FitConfig(per_capture_steps=args.steps, curve_steps=10, joint_steps=args.steps // 2,
                     oversample=args.oversample)
     t = time.time()
     block = fit_block(loaded.block.topology, [], [it], config=cfg)
     rep = block.report()
     shared = block.to_dict()["shared_physical"]
-    choices = {k: int(shared[k]) for k in ("output_lp", "allpass", "tonestack_position") if k in shared}
+    choices = {k: int(shared[k]) for k in ("output_lp", "allpass", "tonestack_position", "output_dc")
+               if k in shared}
     print(f"{args.key} {it.name}: ESR {rep['train']['median']:.4f} ({rep['train']['verdict']}), "
           f"latency {rep['items'][0]['latency_samples']:.2f} samples, {choices}, "
-          f"{time.time() - t:.0f} s ({args.steps} steps, bands {args.bands}, output DC {args.output_dc}, oversample {args.oversample})")
+          f"{time.time() - t:.0f} s ({args.steps} steps, bands {args.bands}, oversample {args.oversample})")
     if experimental:
-        xo = {k: round(v, 3) for k, v in shared.items() if k.startswith("xo") or k == "pa_imbalance"}
-        print(f"  shared after the fit: {xo}")
+        xo = {k: round(v, 3) for k, v in shared.items() if k.startswith("xo")}
+        print(f"  crossovers after the fit: {xo}")
     print("  " + error_by_band(block, it, project.rig.sample_rate))
     return 0
 

@@ -233,6 +233,13 @@ class Topology(nn.Module):
     #: 12 kHz; without it the small-signal magnitude fit was 11 dB rms off). The fitter
     #: turns it on from the measured small-signal magnitude.
     OUTPUT_LP = False
+    #: the topology's output may keep its DC: with the shared switch ``output_dc`` at 1
+    #: the fixed 5 Hz high-pass at its end is left out. Real hardware recorded through
+    #: an interface is AC-coupled; a digital device need not be (measured: 5 % of
+    #: Guitarix's Studio Preamp's output power lies below 2 Hz, its median capture, up to
+    #: 20 %; its last clipper is asymmetric and nothing blocks the DC after it). The
+    #: fitter sets it from the captures (:meth:`dsp.fit.Fitter._output_dc_init`).
+    OUTPUT_DC = False
     #: sections that are always on in a new fit, behind a shared switch only so that a
     #: twin saved before the section existed (no such shared value: off) renders as it did
     SWITCHES_ON: tuple[str, ...] = ()
@@ -253,7 +260,7 @@ class Topology(nn.Module):
         """The shared on/off values of the optional sections (no gradient)."""
         return ((["output_lp"] if cls.OUTPUT_LP else []) + (["allpass"] if cls.ALLPASS else [])
                 + (["allpass2"] if cls.ALLPASS and cls.ALLPASS_SECTIONS == 4 else [])
-                + list(cls.SWITCHES_ON))
+                + (["output_dc"] if cls.OUTPUT_DC else []) + list(cls.SWITCHES_ON))
 
     @classmethod
     def allpass_controls(cls) -> tuple[str, ...]:
@@ -482,17 +489,21 @@ class AmpTopology(Topology):
 
           ... tube(bias1) -> HP LP (inter1) -> TMB -> * stage2_gain_db -> tube(bias2)
           -> HP LP (inter2) -> * post_gain_db -> sag: e = sqrt(LP1(sag_time_s) u^2), u *= 1/(1 + sag_depth*relu(e - sag_threshold))
-          -> * master_db -> push_pull(pa_bias, pa_crossover, pa_level) -> HS(presence_hz, presence_db)
-          -> peak(depth_hz, depth_db) -> DC block -> * level_db
+          -> * master_db -> push_pull(pa_bias, pa_crossover, pa_level, pa_imbalance)
+          -> HS(presence_hz, presence_db) -> peak(depth_hz, depth_db) [-> DC block, unless
+          ``output_dc``] -> * level_db
           [-> LP2(out_lp1) LP2(out_lp2) with ``output_lp``] [-> all-pass x2 with ``allpass``]
           [-> all-pass x2 (ap3, ap4) with ``allpass2``]
 
     Tube stages: ``tube_stage(x, bias, 1, 1)``; power stage ``push_pull(x, pa_bias,
-    pa_crossover, pa_level)`` (dsp.shapers): ``pa_bias`` (Bias) is the operating point
-    (> 0 hot class AB, < 0 cold: a dead zone, crossover distortion), ``pa_crossover``
-    (Bias_X) the sharpness of the tubes' turn-on corner. Tone-stack components are shared, learnable in the log
-    domain from a Marshall-like preset; each pot has a learnable taper
-    ``expm1(k p)/expm1(k)``.
+    pa_crossover, pa_level, pa_imbalance)`` (dsp.shapers): ``pa_bias`` (Bias) is the
+    operating point (> 0 hot class AB, < 0 cold: a dead zone, crossover distortion),
+    ``pa_crossover`` (Bias_X) the sharpness of the tubes' turn-on corner,
+    ``pa_imbalance`` the mismatch of its two halves (even harmonics, and DC that follows
+    the level, which the output keeps when the shared ``output_dc`` is 1; a twin saved
+    before these existed loads with both at 0 and renders as it did). Tone-stack
+    components are shared, learnable in the log domain from a Marshall-like preset;
+    each pot has a learnable taper ``expm1(k p)/expm1(k)``.
     """
 
     NAME = "amp"
@@ -527,10 +538,14 @@ class AmpTopology(Topology):
         *ALLPASS_SPECS,
         *OUTPUT_LP_SPECS,
         *ALLPASS2_SPECS,
+        ControlSpec("pa_imbalance", "", -0.9, 0.9, 0.0, "lin",
+                    "gain mismatch of the push-pull halves: even harmonics, and DC that follows "
+                    "the level (kept at the output with the shared ``output_dc``)"),
     )
     ALLPASS = True
     ALLPASS_SECTIONS = 4
     OUTPUT_LP = True
+    OUTPUT_DC = True
     SEARCH = ("pre_gain_db", "stage2_gain_db", "post_gain_db", "master_db", "tube1_bias",
               "tube2_bias")
     SMALL_SIGNAL = ("in_hp_hz", "inter1_hp_hz", "inter1_lp_hz", "inter2_hp_hz", "inter2_lp_hz",
@@ -572,12 +587,29 @@ class AmpTopology(Topology):
         out["tonestack_position"] = (s["tonestack_position"] > 0.5).to(s["tonestack_position"].dtype)
         return out
 
+    # The signal path in three stages, so that a variant (a band split between the front
+    # and the nonlinear chain, benchmarks/experiments/amp_multiband.py) reuses them.
     def _signal(self, x, c, p: _Path):
-        sr, os_ = p.sr, p.os
-        rs = sr * os_
-        B = x.shape[0]
-        col = lambda k: c[k][:, None].to(x.dtype)  # noqa: E731
-        u = p.lin(x, [onepole_coeffs("highpass", sr, c["in_hp_hz"])], gain=_db(c["pre_gain_db"]), up=os_)
+        return self._post(self._chain(self._front(x, c, p), c, p), c, p)
+
+    def _front(self, x, c, p: _Path):
+        """Input coupling and pre-gain, then up to the oversampled rate."""
+        return p.lin(x, [onepole_coeffs("highpass", p.sr, c["in_hp_hz"])], gain=_db(c["pre_gain_db"]),
+                     up=p.os)
+
+    def _chain(self, u, c, p: _Path):
+        """The nonlinear chain at the oversampled rate: both tube stages, their
+        interstage filters and the tone stack, sag, Master and the push-pull stage.
+        ``u`` may hold several rows per row of ``c`` (a band split): the controls are
+        repeated to match."""
+        B = next(iter(c.values())).shape[0]
+        if u.shape[0] != B:
+            nb = u.shape[0] // B
+            c = {k: (v.repeat_interleave(nb, 0) if v.dim() >= 1 and v.shape[0] == B else v)
+                 for k, v in c.items()}
+            B = u.shape[0]
+        rs = p.sr * p.os
+        col = lambda k: c[k][:, None].to(u.dtype)  # noqa: E731
         one = torch.ones_like(u[:, :1])
         u = tube_stage(u, col("tube1_bias"), one, one)
         dt = torch.float64
@@ -596,14 +628,19 @@ class AmpTopology(Topology):
         u = p.lin(u, inter2 + ([] if between else [ts]), gain=_db(c["post_gain_db"]))
         # sag: feed-forward RMS envelope of the power-amp input (dsp.dynamics)
         env = envelope_rms(u, rs, c["sag_time_s"])
-        g = sag_gain(env, col("sag_depth"), col("sag_threshold")).to(x.dtype)
+        g = sag_gain(env, col("sag_depth"), col("sag_threshold")).to(u.dtype)
         u = u * g * _db(col("master_db"))
-        u = push_pull(u, col("pa_bias"), col("pa_crossover"), col("pa_level"))
+        return push_pull(u, col("pa_bias"), col("pa_crossover"), col("pa_level"), col("pa_imbalance"))
+
+    def _post(self, u, c, p: _Path):
+        """Presence, depth, the output high-pass (left out with ``output_dc``) and level,
+        then down to the base rate."""
+        rs = p.sr * p.os
         post = [biquad_coeffs("highshelf", rs, c["presence_hz"], 0.7071, c["presence_db"]),
-                biquad_coeffs("peak", rs, c["depth_hz"], 0.9, c["depth_db"]),
-                onepole_coeffs("highpass", rs, torch.full_like(c["depth_hz"], 5.0))]
-        return p.lin(u, post, gain=_db(c["level_db"]), down=os_) if os_ > 1 else \
-            p.lin(u, post, gain=_db(c["level_db"]))
+                biquad_coeffs("peak", rs, c["depth_hz"], 0.9, c["depth_db"])]
+        if not bool(c["output_dc"].reshape(-1)[0] > 0.5):
+            post.append(onepole_coeffs("highpass", rs, torch.full_like(c["depth_hz"], 5.0)))
+        return p.lin(u, post, gain=_db(c["level_db"]), down=p.os)
 
 
 # --------------------------------------------------------------------------------------

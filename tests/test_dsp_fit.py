@@ -346,6 +346,51 @@ def test_output_lowpass_is_turned_on_by_the_magnitude_only_when_needed(output_lp
     assert float(f.topo.shared["output_lp"]) == output_lp
 
 
+def _amp_render(x, output_dc, **ctl):
+    topo = make_topology("amp", SR, 2)
+    with torch.no_grad():
+        topo.shared["output_dc"].fill_(output_dc)
+        return topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(ctl), exact=True)[0].numpy()
+
+
+def test_an_imbalanced_power_stage_makes_dc_that_output_dc_keeps():
+    """The push-pull imbalance makes DC that follows the level; with ``output_dc`` the
+    output keeps it (no 5 Hz high-pass), without it the output's mean is ~0."""
+    t = np.arange(SR) / SR
+    env = np.where(t < 0.5, 0.8, 0.02)  # loud, then quiet
+    x = (env * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
+    ctl = dict(pa_imbalance=0.5, master_db=20.0, pre_gain_db=0.0, stage2_gain_db=0.0)
+    kept, blocked = _amp_render(x, 1.0, **ctl), _amp_render(x, 0.0, **ctl)
+    loud, quiet = slice(int(0.3 * SR), int(0.5 * SR)), slice(int(0.8 * SR), SR)
+    rms = np.sqrt(np.mean(kept[loud] ** 2))
+    assert abs(kept[loud].mean()) > 0.05 * rms           # DC while loud ...
+    assert abs(kept[quiet].mean()) < 0.5 * abs(kept[loud].mean())  # ... that follows the level
+    assert abs(blocked[loud].mean()) < 0.01 * rms
+    balanced = _amp_render(x, 1.0, **dict(ctl, pa_imbalance=0.0))
+    # a balanced push-pull adds none (what is left comes from the tube stages' filters)
+    assert abs(balanced[loud].mean()) < 0.2 * abs(kept[loud].mean())
+
+
+@pytest.mark.parametrize("dc", [1.0, 0.0])
+def test_output_dc_is_kept_only_when_the_captures_carry_it(dc):
+    """A device whose output carries DC its input does not (a digital amp with no DC
+    blocker after an asymmetric clipper: 5 % of Guitarix's Studio Preamp's output power
+    is below 2 Hz) gets ``output_dc``; an AC-coupled one keeps the output high-pass."""
+    from dsp.fit import Fitter
+
+    x = guitar_like(2.0, seed=7)
+    y = _amp_render(x, dc, pa_imbalance=0.6, master_db=25.0)
+    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    f = Fitter("amp", [], items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    with torch.no_grad():
+        f.topo.shared["output_dc"].fill_(1.0 - dc)  # the decision is made anew
+    f._output_dc_init()
+    assert float(f.topo.shared["output_dc"]) == dc
+    assert float(f.topo.shared_physical()["output_dc"]) == dc
+
+
 @pytest.mark.parametrize("delay", [0, 5])
 def test_excess_phase_of_a_non_minimum_phase_device_is_not_taken_for_delay(delay, monkeypatch):
     """Guitarix's Studio Preamp: a response that starts at lag 0 but is not minimum-phase
@@ -597,16 +642,10 @@ def test_amp_twin_saved_before_the_second_allpass_pair_renders_the_same():
     from dsp.twin import FittedBlock
 
     new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=5,
-                                 shared={"allpass": 1.0, "allpass2": 0.0})
-    old = json.loads(json.dumps(new.to_dict()))
-    km = old["knob_map"]
-    ap2 = ["ap3_hz", "ap3_q", "ap4_hz", "ap4_q"]
-    assert [c["name"] for c in km["controls"][-4:]] == ap2
-    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-4], km["base_raw"][:-4], km["mlp"]["W2"][:-4]
-    for cv in km["curves"]:
-        for name in ap2:
-            cv["values"].pop(name, None)
-    del old["shared_raw"]["allpass2"]
+                                 shared={"allpass": 1.0, "allpass2": 0.0, "output_dc": 0.0},
+                                 base={"pa_imbalance": 0.0})
+    old = _strip_trailing_controls(new, ["ap3_hz", "ap3_q", "ap4_hz", "ap4_q", "pa_imbalance"],
+                                   ["allpass2", "output_dc"])
     loaded = FittedBlock.from_dict(old)
     assert loaded.shared_raw["allpass2"] == 0.0 and loaded.shared_raw["allpass"] == 1.0
     x = guitar_like(0.5, seed=4)
@@ -619,3 +658,42 @@ def test_amp_twin_saved_before_the_second_allpass_pair_renders_the_same():
     band = slice(int(100 * n / SR), int(8000 * n / SR))
     ratio = mag(y_on)[band] / mag(y_off)[band]
     assert np.median(np.abs(20 * np.log10(ratio))) < 0.5
+
+
+def _strip_trailing_controls(block, names, switches):
+    """The dict of ``block`` as a twin saved before its topology gained the trailing
+    controls ``names`` and the shared ``switches``."""
+    old = json.loads(json.dumps(block.to_dict()))
+    km = old["knob_map"]
+    k = len(names)
+    assert [c["name"] for c in km["controls"][-k:]] == names
+    km["controls"], km["base_raw"], km["mlp"]["W2"] = km["controls"][:-k], km["base_raw"][:-k], km["mlp"]["W2"][:-k]
+    for key in ("enabled", "input_mask"):
+        if key in km["mlp"]:
+            km["mlp"][key] = km["mlp"][key][:-k]
+    for cv in km["curves"]:
+        for name in names:
+            cv["values"].pop(name, None)
+    for sw in switches:
+        del old["shared_raw"][sw]
+    return old
+
+
+def test_amp_twin_saved_before_output_dc_renders_the_same():
+    """An amp twin written before the push-pull imbalance and ``output_dc`` loads with
+    both off (imbalance 0, the output high-pass on) and computes exactly what it
+    computed; a new twin with an imbalance and ``output_dc`` on does not."""
+    from dsp import export
+    from dsp.controls import KnobDef
+
+    new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,
+                                 shared={"output_dc": 0.0}, base={"pa_imbalance": 0.0})
+    old = _strip_trailing_controls(new, ["pa_imbalance"], ["output_dc"])
+    loaded = FittedBlock.from_dict(old)
+    assert loaded.shared_raw["output_dc"] == 0.0
+    assert loaded.knob_map["controls"][-1]["name"] == "pa_imbalance"
+    x = guitar_like(0.5, seed=4)
+    np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
+    dc = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,
+                                shared={"output_dc": 1.0}, base={"pa_imbalance": 0.5})
+    assert not np.allclose(dc.render({}, x, SR), new.render({}, x, SR), atol=1e-4)

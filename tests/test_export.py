@@ -200,15 +200,17 @@ def test_drive_parity_high_rates(render_bin, tmp_path, sample_rate):
 
 @pytest.mark.parametrize("sample_rate", [48000, 44100])
 def test_amp_parity(render_bin, tmp_path, sample_rate):
-    """Tone stack between the tube stages, output low-pass and all-pass on (the tests
-    below have them off)."""
+    """Tone stack between the tube stages, output low-pass and all-pass on, the output's
+    DC kept and the push-pull imbalanced (the tests below have them off)."""
     models = {"01_Amp": random_block("amp", amp_knobs(), seed=12,
                                      shared={"allpass": 1.0, "allpass2": 1.0, "tonestack_position": 1.0,
-                                             "output_lp": 1.0})}
+                                             "output_lp": 1.0, "output_dc": 1.0},
+                                     base={"pa_imbalance": 0.4})}
     model, doc = write_model(tmp_path, models)
     sh = doc["blocks"][0]["shared"]
-    assert sh["allpass"] == sh["allpass2"] == sh["tonestack_position"] == sh["output_lp"] == 1.0
+    assert sh["allpass"] == sh["allpass2"] == sh["tonestack_position"] == sh["output_lp"] == sh["output_dc"] == 1.0
     settings = settings_for(doc, 3, seed=13)
+    assert min(abs(models["01_Amp"].controls(s)["pa_imbalance"]) for s in settings) > 0.1
     worst = check_parity(render_bin, model, doc, models, sample_rate, settings[:1] + settings[-4:])
     print(f"amp {sample_rate} Hz: worst ESR {worst:.2e}")
 

@@ -11,18 +11,17 @@ This experiment asks how much of the Studio Preamp's ESR such a split would remo
             is split again; every band is then passed through the all-passes
             (HP3 + LP3 = 2nd-order all-pass, Q = 1) of the crossovers below it, so the
             bands sum to an all-pass of u
-    y = post( Σ_bands chain(band) )                    chain: the amp from tube 1 to the
-                                                       push-pull stage, one copy of its
-                                                       controls for every band
+    y = post( Σ_bands chain(band) )                    front, chain, post: the product
+                                                       amp's own stages (AmpTopology's
+                                                       _front/_chain/_post), the controls
+                                                       shared by every band
 
-With ``output_dc`` the output keeps its DC: the push-pull stage gets a learnable
-imbalance (shared, ``pa_imbalance``; balanced push-pull is odd-symmetric and makes no
-DC or even harmonics) and the fixed 5 Hz output high-pass is left out. Guitarix's
-Studio Preamp has no DC blocker after its last (asymmetric) clipper: its output's mean
-follows the signal's level (up to a third of the RMS at Master 10).
-With no crossovers the split is the identity: the product's amp, plus ``output_dc``.
+The product amp now keeps its output DC itself where the captures carry it (a
+learnable push-pull imbalance, the output high-pass behind the shared ``output_dc``;
+the fitter decides from the captures), so this experiment no longer has its own.
+With no crossovers the split is the identity: the product's amp.
 
-``install(crossovers_hz, output_dc)`` swaps :class:`MultibandAmp` in for the ``amp`` topology in
+``install(crossovers_hz)`` swaps :class:`MultibandAmp` in for the ``amp`` topology in
 this process only (the fitter makes topologies by name). Training costs about 3.5x the
 single-band amp with 5 bands.
 """
@@ -33,10 +32,7 @@ import math
 import torch
 
 from dsp import topologies as T
-from dsp.dynamics import envelope_rms, sag_gain
 from dsp.filters import biquad_coeffs, onepole_coeffs
-from dsp.shapers import push_pull, tube_stage
-from dsp.tonestack import tonestack_coeffs
 
 GUITARIX_CROSSOVERS_HZ = (86.0, 210.0, 1200.0, 6531.0)  # gx_studiopre.dsp's fi.filterbank
 GENERIC_CROSSOVERS_HZ = (100.0, 300.0, 1000.0, 3000.0)
@@ -61,64 +57,39 @@ def split(u: torch.Tensor, rate: float, crossovers: list[torch.Tensor], path) ->
     return torch.stack(out, 1)
 
 
-def make_class(crossovers_hz: tuple[float, ...], output_dc: bool = False):
+def make_class(crossovers_hz: tuple[float, ...]):
     n = len(crossovers_hz)
 
     class MultibandAmp(T.AmpTopology):
         def _shared_init(self):
             d = super()._shared_init()
             d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(crossovers_hz)})
-            if output_dc:
-                d["pa_imbalance"] = 0.0
             return d
 
         def _shared_physical(self):
             out = super()._shared_physical()
             for i in range(n):
                 out[f"xo{i + 1}_hz"] = torch.exp(self.shared[f"log_xo{i + 1}_hz"]).clamp(20.0, 15000.0)
-            if output_dc:
-                out["pa_imbalance"] = torch.tanh(self.shared["pa_imbalance"])
             return out
 
         def _signal(self, x, c, p):
-            sr, os_ = p.sr, p.os
-            rs = sr * os_
-            B = x.shape[0]
-            u = p.lin(x, [onepole_coeffs("highpass", sr, c["in_hp_hz"])], gain=T._db(c["pre_gain_db"]), up=os_)
-            bands = split(u, rs, [c[f"xo{i + 1}_hz"].expand(B) for i in range(n)], p)
-            nb = bands.shape[1]
-            u = bands.reshape(B * nb, -1)
-            cb = {k: (v.repeat_interleave(nb, 0) if v.dim() >= 1 and v.shape[0] == B else v) for k, v in c.items()}
-            col = lambda k: cb[k][:, None].to(x.dtype)  # noqa: E731
-            one = torch.ones_like(u[:, :1])
-            u = tube_stage(u, col("tube1_bias"), one, one)
-            dt = torch.float64
-            comp = {k: cb[k].to(dt).expand(B * nb) for k in T.AMP_TONESTACK_INIT}
-            ts = tonestack_coeffs(rs, T._taper(cb["tonestack_treble"], cb["taper_treble"].to(dt)),
-                                  T._taper(cb["tonestack_mid"], cb["taper_mid"].to(dt)),
-                                  T._taper(cb["tonestack_bass"], cb["taper_bass"].to(dt)), **comp)
-            between = bool(cb["tonestack_position"].reshape(-1)[0] > 0.5)
-            inter1 = [onepole_coeffs("highpass", rs, cb["inter1_hp_hz"]), onepole_coeffs("lowpass", rs, cb["inter1_lp_hz"])]
-            inter2 = [onepole_coeffs("highpass", rs, cb["inter2_hp_hz"]), onepole_coeffs("lowpass", rs, cb["inter2_lp_hz"])]
-            u = p.lin(u, inter1 + ([ts] if between else []), gain=T._db(cb["stage2_gain_db"]))
-            u = tube_stage(u, col("tube2_bias"), one, one)
-            u = p.lin(u, inter2 + ([] if between else [ts]), gain=T._db(cb["post_gain_db"]))
-            g = sag_gain(envelope_rms(u, rs, cb["sag_time_s"]), col("sag_depth"), col("sag_threshold")).to(x.dtype)
-            imb = cb["pa_imbalance"].to(x.dtype) if output_dc else 0.0
-            u = push_pull(u * g * T._db(col("master_db")), col("pa_bias"), col("pa_crossover"), col("pa_level"), imb)
-            u = u.reshape(B, nb, -1).sum(1)
-            post = [biquad_coeffs("highshelf", rs, c["presence_hz"], 0.7071, c["presence_db"]),
-                    biquad_coeffs("peak", rs, c["depth_hz"], 0.9, c["depth_db"])]
-            if not output_dc:
-                post.append(onepole_coeffs("highpass", rs, torch.full_like(c["depth_hz"], 5.0)))
-            return p.lin(u, post, gain=T._db(c["level_db"]), down=os_)
+            # the product amp's own stages, with the band split between front and chain
+            u = self._front(x, c, p)
+            if n:
+                B = x.shape[0]
+                bands = split(u, p.sr * p.os, [c[f"xo{i + 1}_hz"].expand(B) for i in range(n)], p)
+                nb = bands.shape[1]
+                y = self._chain(bands.reshape(B * nb, -1), c, p).reshape(B, nb, -1).sum(1)
+            else:
+                y = self._chain(u, c, p)
+            return self._post(y, c, p)
 
     return MultibandAmp
 
 
-def install(crossovers_hz: tuple[float, ...], output_dc: bool = False) -> type:
+def install(crossovers_hz: tuple[float, ...]) -> type:
     """Make ``make_topology("amp")`` build the multiband amp in this process."""
-    cls = make_class(tuple(crossovers_hz), output_dc)
+    cls = make_class(tuple(crossovers_hz))
     _self_check(cls)
     T.TOPOLOGIES["amp"] = cls
     return cls

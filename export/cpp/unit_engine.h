@@ -1138,15 +1138,16 @@ private:
 // oversampled rate rs = oversample * fs (filters designed at rs):
 //   x -> HP1(in_hp) -> *pre -> up -> tube(b1) -> HP1 LP1 (inter1) -> *stage2 -> tube(b2)
 //     -> HP1 LP1 (inter2) -> TMB tone stack -> *post -> sag (RMS envelope, gain)
-//     -> *master -> push_pull -> HS(presence) -> peak(depth, Q 0.9) -> HP1(5 Hz)
-//     -> *level -> down [-> LP2 x2 (output_lp)] [-> all-pass x2]
+//     -> *master -> push_pull (with pa_imbalance) -> HS(presence) -> peak(depth, Q 0.9)
+//     [-> HP1(5 Hz), left out when shared output_dc is 1] -> *level -> down
+//     [-> LP2 x2 (output_lp)] [-> all-pass x2] [-> all-pass x2 (allpass2)]
 // (shared tonestack_position = 1: the TMB stack sits after inter1, before *stage2)
 class AmpBlock final : public Block {
 public:
     enum { IN_HP, PRE_GAIN, TUBE1_BIAS, INTER1_HP, INTER1_LP, STAGE2_GAIN, TUBE2_BIAS, INTER2_HP, INTER2_LP,
            TREBLE, MID, BASS, POST_GAIN, SAG_DEPTH, SAG_THRESHOLD, SAG_TIME, MASTER, PA_BIAS, PA_CROSSOVER,
            PA_LEVEL, PRESENCE_HZ, PRESENCE_DB, DEPTH_HZ, DEPTH_DB, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q,
-           OUT_LP1_HZ, OUT_LP1_Q, OUT_LP2_HZ, OUT_LP2_Q, AP3_HZ, AP3_Q, AP4_HZ, AP4_Q, N };
+           OUT_LP1_HZ, OUT_LP1_Q, OUT_LP2_HZ, OUT_LP2_Q, AP3_HZ, AP3_Q, AP4_HZ, AP4_Q, PA_IMBALANCE, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {
             "in_hp_hz", "pre_gain_db", "tube1_bias", "inter1_hp_hz", "inter1_lp_hz", "stage2_gain_db",
@@ -1154,7 +1155,7 @@ public:
             "post_gain_db", "sag_depth", "sag_threshold", "sag_time_s", "master_db", "pa_bias", "pa_crossover",
             "pa_level", "presence_hz", "presence_db", "depth_hz", "depth_db", "level_db", "ap1_hz", "ap1_q",
             "ap2_hz", "ap2_q", "out_lp1_hz", "out_lp1_q", "out_lp2_hz", "out_lp2_q", "ap3_hz", "ap3_q",
-            "ap4_hz", "ap4_q"};
+            "ap4_hz", "ap4_q", "pa_imbalance"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
@@ -1164,6 +1165,7 @@ public:
         c1_ = sh["c1_farad"].num(); c2_ = sh["c2_farad"].num(); c3_ = sh["c3_farad"].num();
         taperT_ = sh["taper_treble"].num(); taperM_ = sh["taper_mid"].num(); taperB_ = sh["taper_bass"].num();
         between_ = sh.has("tonestack_position") && sh["tonestack_position"].num() > 0.5;
+        outputDc_ = sh.has("output_dc") && sh["output_dc"].num() > 0.5;
         loadOutputSections(sh);
     }
 
@@ -1226,6 +1228,8 @@ public:
         paBias_ = c[PA_BIAS];
         paCross2_ = c[PA_CROSSOVER] * c[PA_CROSSOVER] + 1e-24;
         paInv2Level_ = 1.0 / (2.0 * c[PA_LEVEL]);
+        paImb_ = c[PA_IMBALANCE];
+        paOffset_ = paImb_ * half(paBias_);
         dsp::biquad(presence_, K::Highshelf, rs, c[PRESENCE_HZ], 0.7071, c[PRESENCE_DB]);
         dsp::biquad(depth_, K::Peak, rs, c[DEPTH_HZ], 0.9, c[DEPTH_DB]);
         dsp::onepole(dc_, true, rs, 5.0);
@@ -1290,27 +1294,31 @@ private:
         const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
         const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
         v = pushPull(v * g * gMaster);
-        return gLevel * dc_.tick1(depth_.tick(presence_.tick(v)));
+        v = depth_.tick(presence_.tick(v));
+        return gLevel * (outputDc_ ? v : dc_.tick1(v));
     }
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
     static inline double on(double u, double k2) { return 0.5 * (u + std::sqrt(u * u + k2)); }
-    /// dsp.shapers.push_pull, imbalance 0.
+    /// dsp.shapers.push_pull: 0.5 [(1 + i) half(v + b) - (1 - i) half(b - v)] - i half(b).
     inline double half(double u) const {
         const double o = on(u, paCross2_), r = o * paInv2Level_;
         return o / std::sqrt(1.0 + r * r);
     }
-    inline double pushPull(double v) const { return 0.5 * (half(v + paBias_) - half(paBias_ - v)); }
+    inline double pushPull(double v) const {
+        return 0.5 * ((1.0 + paImb_) * half(v + paBias_) - (1.0 - paImb_) * half(paBias_ - v)) - paOffset_;
+    }
 
     dsp::Section inHp_, hp1_, lp1_, hp2_, lp2_, presence_, depth_, dc_;
     dsp::Section3 ts_;
     dsp::Ramp pre_, stage2_, post_, master_, level_;
     double bias1_ = 0, bias2_ = 0, f1_ = 0, f2_ = 0;
     double sagDepth_ = 0, sagThr_ = 0, sagAlpha_ = 0, sagOn0_ = 0, sagE_ = 0;
-    double paBias_ = 0, paCross2_ = 0, paInv2Level_ = 0.5;
+    double paBias_ = 0, paCross2_ = 0, paInv2Level_ = 0.5, paImb_ = 0, paOffset_ = 0;
     double r1_ = 220e3, r2_ = 1e6, r3_ = 22e3, r4_ = 33e3, c1_ = 470e-12, c2_ = 22e-9, c3_ = 22e-9;
     double taperT_ = 0.5, taperM_ = 0.5, taperB_ = 3.4;
     bool between_ = false;  // shared tonestack_position: 1 = between the tube stages
+    bool outputDc_ = false;  // shared output_dc: 1 = no output high-pass (the DC stays)
 };
 
 inline std::unique_ptr<Block> makeBlock(const std::string& topology);
