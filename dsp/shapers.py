@@ -152,6 +152,12 @@ def push_pull(x: torch.Tensor, bias, crossover, level, imbalance=0.0) -> torch.T
         y = 0.5·[ (1 + imbalance)·half(x + bias) − (1 − imbalance)·half(−x + bias) ]
             − imbalance·half(bias)
 
+      computed as 0.5·[(p − q) + imbalance·((p − r) + (q − r))] with p = half(x + bias),
+      q = half(bias − x), r = half(bias): silence in is exactly 0 out (p = q = r bitwise),
+      which hosts test for (pedalboard re-creates a plugin whose output after a reset is
+      not silent, and its latency compensation then fails), and imbalance 0 gives
+      0.5·(p − q) exactly.
+
     * bias > 0 (hot, class-AB/A): both halves conduct around 0, small-signal gain → 1.
     * bias < 0 (cold): neither half conducts for |x| < −bias: a dead zone around zero,
       i.e. crossover distortion; ``crossover`` sets how abrupt its edges are (small =
@@ -175,8 +181,8 @@ def push_pull(x: torch.Tensor, bias, crossover, level, imbalance=0.0) -> torch.T
 
     push = half(x + bias)
     pull = half(bias - x)
-    y = 0.5 * ((1.0 + imbalance) * push - (1.0 - imbalance) * pull)
-    return y - imbalance * half(torch.zeros_like(x) + bias)
+    rest = half(torch.zeros_like(x) + bias)
+    return 0.5 * ((push - pull) + imbalance * ((push - rest) + (pull - rest)))
 
 
 # --------------------------------------------------------------------- oversampling

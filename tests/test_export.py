@@ -215,6 +215,24 @@ def test_amp_parity(render_bin, tmp_path, sample_rate):
     print(f"amp {sample_rate} Hz: worst ESR {worst:.2e}")
 
 
+def test_silence_in_is_exact_silence_out(render_bin, tmp_path):
+    """Digital silence through an amp with an imbalanced push-pull stage (which has DC
+    when driven) stays exactly 0 in torch and in C++. Hosts test for it: pedalboard
+    re-creates a plugin whose output after a reset is not silent (measured: 5e-18 out
+    of the engine was enough), and its latency compensation then failed."""
+    for output_dc in (0.0, 1.0):
+        models = {"01_Amp": random_block("amp", amp_knobs(), seed=12, shared={"output_dc": output_dc},
+                                         base={"pa_imbalance": 0.4})}
+        model, doc = write_model(tmp_path, models)
+        x = np.zeros(48000, np.float32)
+        for s in settings_for(doc, 2, seed=3)[-3:]:
+            assert abs(models["01_Amp"].controls(s)["pa_imbalance"]) > 0.1
+            y, _ = run_engine(render_bin, model, x, 48000, s)
+            assert not np.any(y), (output_dc, s, float(np.abs(y).max()))
+            ref = export.render_chain(doc, models, s, x, 48000)
+            assert not np.any(ref), (output_dc, s, float(np.abs(ref).max()))
+
+
 def test_amp_parity_96k_and_without_oversampling(render_bin, tmp_path):
     models = {"01_Amp": random_block("amp", amp_knobs(), seed=14)}
     model, doc = write_model(tmp_path, models)

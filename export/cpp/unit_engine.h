@@ -1229,7 +1229,7 @@ public:
         paCross2_ = c[PA_CROSSOVER] * c[PA_CROSSOVER] + 1e-24;
         paInv2Level_ = 1.0 / (2.0 * c[PA_LEVEL]);
         paImb_ = c[PA_IMBALANCE];
-        paOffset_ = paImb_ * half(paBias_);
+        paRest_ = half(paBias_);
         dsp::biquad(presence_, K::Highshelf, rs, c[PRESENCE_HZ], 0.7071, c[PRESENCE_DB]);
         dsp::biquad(depth_, K::Peak, rs, c[DEPTH_HZ], 0.9, c[DEPTH_DB]);
         dsp::onepole(dc_, true, rs, 5.0);
@@ -1300,13 +1300,15 @@ private:
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
     static inline double on(double u, double k2) { return 0.5 * (u + std::sqrt(u * u + k2)); }
-    /// dsp.shapers.push_pull: 0.5 [(1 + i) half(v + b) - (1 - i) half(b - v)] - i half(b).
+    /// dsp.shapers.push_pull: 0.5 [(1 + i) half(v + b) - (1 - i) half(b - v)] - i half(b),
+    /// computed as 0.5 [(p - q) + i ((p - r) + (q - r))]: silence in is exactly 0 out.
     inline double half(double u) const {
         const double o = on(u, paCross2_), r = o * paInv2Level_;
         return o / std::sqrt(1.0 + r * r);
     }
     inline double pushPull(double v) const {
-        return 0.5 * ((1.0 + paImb_) * half(v + paBias_) - (1.0 - paImb_) * half(paBias_ - v)) - paOffset_;
+        const double p = half(v + paBias_), q = half(paBias_ - v);
+        return 0.5 * ((p - q) + paImb_ * ((p - paRest_) + (q - paRest_)));
     }
 
     dsp::Section inHp_, hp1_, lp1_, hp2_, lp2_, presence_, depth_, dc_;
@@ -1314,7 +1316,7 @@ private:
     dsp::Ramp pre_, stage2_, post_, master_, level_;
     double bias1_ = 0, bias2_ = 0, f1_ = 0, f2_ = 0;
     double sagDepth_ = 0, sagThr_ = 0, sagAlpha_ = 0, sagOn0_ = 0, sagE_ = 0;
-    double paBias_ = 0, paCross2_ = 0, paInv2Level_ = 0.5, paImb_ = 0, paOffset_ = 0;
+    double paBias_ = 0, paCross2_ = 0, paInv2Level_ = 0.5, paImb_ = 0, paRest_ = 0;
     double r1_ = 220e3, r2_ = 1e6, r3_ = 22e3, r4_ = 33e3, c1_ = 470e-12, c2_ = 22e-9, c3_ = 22e-9;
     double taperT_ = 0.5, taperM_ = 0.5, taperB_ = 3.4;
     bool between_ = false;  // shared tonestack_position: 1 = between the tube stages
