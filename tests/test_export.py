@@ -242,6 +242,27 @@ def test_amp_parity_96k_and_without_oversampling(render_bin, tmp_path):
     check_parity(render_bin, model, doc, models, 48000, settings_for(doc, 1, seed=17)[-1:])
 
 
+def test_a_model_older_than_the_engine_is_refused_with_a_clear_message(render_bin, tmp_path):
+    """A model.json written before the amp gained its last control (pa_imbalance), run by
+    this engine: the engine refuses it and says what to do, instead of misreading it."""
+    models = {"01_Amp": random_block("amp", amp_knobs(), seed=12)}
+    model, doc = write_model(tmp_path, models)
+    km = doc["blocks"][0]["knob_map"]
+    assert km["controls"][-1]["name"] == "pa_imbalance"
+    for key in ("controls", "base_raw"):
+        km[key] = km[key][:-1]
+    for key in ("W2", "enabled", "input_mask"):
+        km["mlp"][key] = km["mlp"][key][:-1]
+    for cv in km["curves"]:
+        cv.get("values", {}).pop("pa_imbalance", None)
+    model.write_text(export.dumps_model(doc), encoding="utf-8")
+    (tmp_path / "in.f32").write_bytes(np.zeros(256, np.float32).tobytes())
+    r = subprocess.run([str(render_bin), str(model), str(tmp_path / "in.f32"), str(tmp_path / "o.f32"), "48000"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "has 37 controls, this engine expects 38" in r.stderr and "unit-trainer export" in r.stderr, r.stderr
+
+
 def test_stale_control_ranges_follow_render(render_bin, tmp_path):
     """A map saved before a control's range changed: render squashes with the current
     topology's ranges, so the export does too (and parity holds)."""

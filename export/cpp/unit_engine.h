@@ -900,7 +900,10 @@ public:
                                          " is '" + map.controls[i].name + "', this engine expects '" +
                                          expectedControl(i) + "' (re-export with a matching engine)");
         if (map.controls.size() != numExpectedControls())
-            throw std::runtime_error("unit-model: block '" + name + "' control count");
+            throw std::runtime_error("unit-model: block '" + name + "' has " + std::to_string(map.controls.size()) +
+                                     " controls, this engine expects " + std::to_string(numExpectedControls()) +
+                                     " (the model and the engine come from different versions: export the "
+                                     "model again with `unit-trainer export`, which writes both)");
     }
     /// Physical controls -> coefficients at the current sample rate (no allocation).
     /// snap: gains jump to the new values (else they glide over one control period).
