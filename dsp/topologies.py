@@ -328,13 +328,13 @@ class Topology(nn.Module):
             x = x.detach().double()
         y = self._signal(x, controls, path)
         c = controls
-        if self.OUTPUT_LP and bool(c["output_lp"].reshape(-1)[0] > 0.5):
+        if self.OUTPUT_LP and _on(c, "output_lp"):
             y = path.lin(y, [biquad_coeffs("lowpass", sr, c["out_lp1_hz"], c["out_lp1_q"]),
                              biquad_coeffs("lowpass", sr, c["out_lp2_hz"], c["out_lp2_q"])])
-        if self.ALLPASS and bool(c["allpass"].reshape(-1)[0] > 0.5):
+        if self.ALLPASS and _on(c, "allpass"):
             y = path.lin(y, [biquad_coeffs("allpass", sr, c["ap1_hz"], c["ap1_q"]),
                              biquad_coeffs("allpass", sr, c["ap2_hz"], c["ap2_q"])])
-        if "allpass2" in c and bool(c["allpass2"].reshape(-1)[0] > 0.5):
+        if "allpass2" in c and _on(c, "allpass2"):
             y = path.lin(y, [biquad_coeffs("allpass", sr, c["ap3_hz"], c["ap3_q"]),
                              biquad_coeffs("allpass", sr, c["ap4_hz"], c["ap4_q"])])
         return y
@@ -356,6 +356,11 @@ class Topology(nn.Module):
 
 def _db(g):
     return 10 ** (g / 20)
+
+
+def _on(c: dict, switch: str) -> bool:
+    """A shared on/off value (0/1, the same in every row of the batch) is on."""
+    return bool(c[switch].reshape(-1)[0] > 0.5)
 
 
 # --------------------------------------------------------------------------------------
@@ -445,7 +450,7 @@ class DriveTopology(Topology):
         sr = p.sr
         pre = [onepole_coeffs("highpass", sr, c["input_hp_hz"]),
                onepole_coeffs("lowpass", sr, c["gain_lp_hz"])]
-        if bool(c["input_hp2"].reshape(-1)[0] > 0.5):
+        if _on(c, "input_hp2"):
             pre.append(biquad_coeffs("highpass", sr, c["input_hp2_hz"], c["input_hp2_q"]))
         u = p.lin(x, pre, gain=_db(c["pre_gain_db"]), up=p.os)
         a = c["clip_asym"][:, None].to(x.dtype)
@@ -458,7 +463,7 @@ class DriveTopology(Topology):
                 biquad_coeffs("highshelf", sr, c["tone_shelf_hz"], 0.7071, c["tone_shelf_db"]),
                 biquad_coeffs("peak", sr, c["tone_mid_hz"], c["tone_mid_q"], c["tone_mid_db"])]
         y = p.lin(z, post, gain=_db(c["level_db"]))
-        if bool(c["blend_tone"].reshape(-1)[0] > 0.5):
+        if _on(c, "blend_tone"):
             t = c["tone_blend"][:, None].to(y.dtype)
             y = ((1 - t) * p.lin(y, [onepole_coeffs("lowpass", sr, c["blend_lp_hz"])])
                  + t * p.lin(y, [onepole_coeffs("highpass", sr, c["blend_hp_hz"])]))
@@ -600,14 +605,8 @@ class AmpTopology(Topology):
     def _chain(self, u, c, p: _Path):
         """The nonlinear chain at the oversampled rate: both tube stages, their
         interstage filters and the tone stack, sag, Master and the push-pull stage.
-        ``u`` may hold several rows per row of ``c`` (a band split): the controls are
-        repeated to match."""
-        B = next(iter(c.values())).shape[0]
-        if u.shape[0] != B:
-            nb = u.shape[0] // B
-            c = {k: (v.repeat_interleave(nb, 0) if v.dim() >= 1 and v.shape[0] == B else v)
-                 for k, v in c.items()}
-            B = u.shape[0]
+        One row of controls ``c`` per row of ``u``."""
+        B = u.shape[0]
         rs = p.sr * p.os
         col = lambda k: c[k][:, None].to(u.dtype)  # noqa: E731
         one = torch.ones_like(u[:, :1])
@@ -618,7 +617,7 @@ class AmpTopology(Topology):
         m = _taper(c["tonestack_mid"], c["taper_mid"].to(dt))
         l = _taper(c["tonestack_bass"], c["taper_bass"].to(dt))
         ts = tonestack_coeffs(rs, t, m, l, **comp)
-        between = bool(c["tonestack_position"].reshape(-1)[0] > 0.5)
+        between = _on(c, "tonestack_position")
         inter1 = [onepole_coeffs("highpass", rs, c["inter1_hp_hz"]),
                   onepole_coeffs("lowpass", rs, c["inter1_lp_hz"])]
         inter2 = [onepole_coeffs("highpass", rs, c["inter2_hp_hz"]),
@@ -638,7 +637,7 @@ class AmpTopology(Topology):
         rs = p.sr * p.os
         post = [biquad_coeffs("highshelf", rs, c["presence_hz"], 0.7071, c["presence_db"]),
                 biquad_coeffs("peak", rs, c["depth_hz"], 0.9, c["depth_db"])]
-        if not bool(c["output_dc"].reshape(-1)[0] > 0.5):
+        if not _on(c, "output_dc"):
             post.append(onepole_coeffs("highpass", rs, torch.full_like(c["depth_hz"], 5.0)))
         return p.lin(u, post, gain=_db(c["level_db"]), down=p.os)
 

@@ -79,7 +79,10 @@ def make_class(crossovers_hz: tuple[float, ...]):
                 B = x.shape[0]
                 bands = split(u, p.sr * p.os, [c[f"xo{i + 1}_hz"].expand(B) for i in range(n)], p)
                 nb = bands.shape[1]
-                y = self._chain(bands.reshape(B * nb, -1), c, p).reshape(B, nb, -1).sum(1)
+                # every band runs the same chain: one row of controls per band
+                cb = {k: (v.repeat_interleave(nb, 0) if v.dim() >= 1 and v.shape[0] == B else v)
+                      for k, v in c.items()}
+                y = self._chain(bands.reshape(B * nb, -1), cb, p).reshape(B, nb, -1).sum(1)
             else:
                 y = self._chain(u, c, p)
             return self._post(y, c, p)
