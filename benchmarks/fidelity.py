@@ -151,8 +151,11 @@ def train_child(args) -> int:
     def should_stop():
         return hard_s is not None and time.monotonic() - t0 > hard_s
 
+    from dsp.fit import FitConfig
+
     fitted, meta = train_block(project, args.block, minutes=args.minutes, seed=args.seed, fresh=True,
-                               on_progress=progress, should_stop=should_stop)
+                               on_progress=progress, should_stop=should_stop,
+                               config=FitConfig(band_split=args.band_split))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -162,7 +165,8 @@ def train_child(args) -> int:
     return 0
 
 
-def train(project, block_id: str, minutes: float | None, seed: int, every: float) -> dict:
+def train(project, block_id: str, minutes: float | None, seed: int, every: float,
+          band_split: bool = False) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -170,6 +174,8 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
                "--block", block_id, "--seed", str(seed), "--every", str(every), "--out", str(out)]
         if minutes is not None:
             cmd += ["--minutes", str(minutes)]
+        if band_split:
+            cmd += ["--band-split"]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
@@ -329,7 +335,7 @@ def run_block(key: str, args) -> dict:
     else:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
-        tr = train(project, block.id, args.minutes, args.seed, args.every)
+        tr = train(project, block.id, args.minutes, args.seed, args.every, args.band_split)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -427,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", choices=lv2_render.PLUGIN_KEYS,
                    help="benchmark only this block (repeat for several); default: all three")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget per block (default 5)")
+    p.add_argument("--band-split", action="store_true",
+                   help="amps: fit with the first stage split into bands (FitConfig.band_split)")
     p.add_argument("--settings", type=int, default=DEFAULT_SETTINGS,
                    help=f"random never-captured settings scored per block (default {DEFAULT_SETTINGS})")
     p.add_argument("--signal-seconds", type=float, default=DEFAULT_SIGNAL_S,

@@ -205,6 +205,10 @@ class Topology(nn.Module):
     #: controls a front-panel knob may drive: a knob without "affects" hints is
     #: restricted to these (the fitter then picks among them from its sweep); empty = all
     KNOB_CONTROLS: tuple[str, ...] = ()
+    #: controls the fitter may give a knob together, as one candidate searched one
+    #: control after the other (:meth:`dsp.fit.Fitter._infer_affects`): a tone control
+    #: that tilts the spectrum needs several filter controls at once
+    KNOB_GROUPS: tuple[tuple[str, ...], ...] = ()
     #: the filter controls the small-signal init fits to the capture's quiet response
     #: (gain staging and shaper controls stay at their defaults there); empty = all
     SMALL_SIGNAL: tuple[str, ...] = ()
@@ -243,6 +247,8 @@ class Topology(nn.Module):
     #: sections that are always on in a new fit, behind a shared switch only so that a
     #: twin saved before the section existed (no such shared value: off) renders as it did
     SWITCHES_ON: tuple[str, ...] = ()
+    #: the topology has the shared switch ``band_split`` (the amp's multiband first stage)
+    BAND_SPLIT = False
 
     def __init__(self, sample_rate: float = 48000.0, oversample: int = 2):
         super().__init__()
@@ -260,7 +266,8 @@ class Topology(nn.Module):
         """The shared on/off values of the optional sections (no gradient)."""
         return ((["output_lp"] if cls.OUTPUT_LP else []) + (["allpass"] if cls.ALLPASS else [])
                 + (["allpass2"] if cls.ALLPASS and cls.ALLPASS_SECTIONS == 4 else [])
-                + (["output_dc"] if cls.OUTPUT_DC else []) + list(cls.SWITCHES_ON))
+                + (["output_dc"] if cls.OUTPUT_DC else []) + (["band_split"] if cls.BAND_SPLIT else [])
+                + list(cls.SWITCHES_ON))
 
     @classmethod
     def allpass_controls(cls) -> tuple[str, ...]:
@@ -361,6 +368,29 @@ def _db(g):
 def _on(c: dict, switch: str) -> bool:
     """A shared on/off value (0/1, the same in every row of the batch) is on."""
     return bool(c[switch].reshape(-1)[0] > 0.5)
+
+
+def split_bands(u: torch.Tensor, rate: float, crossovers: list[torch.Tensor], path: _Path) -> torch.Tensor:
+    """Delay-equalised crossover tree: ``u`` (B, T) -> (B, len(crossovers) + 1, T), the top
+    band first. At each crossover f (highest first) the band above is HP3(f) (a
+    one-pole and a Q = 1 biquad high-pass, Butterworth-3), the rest LP3(f), which is split
+    again; each band then runs through the 2nd-order all-passes (Q = 1) of the crossovers
+    below it, so the bands sum to an all-pass of ``u`` (HP3 + LP3 is one).
+    ``crossovers``: (B,) tensors in Hz, in any order (sorted here by their first row)."""
+    order = sorted(range(len(crossovers)), key=lambda i: -float(crossovers[i].detach().reshape(-1)[0]))
+    bands, rest = [], u
+    for i in order:
+        f = crossovers[i]
+        bands.append(path.lin(rest, [onepole_coeffs("highpass", rate, f), biquad_coeffs("highpass", rate, f, 1.0)]))
+        rest = path.lin(rest, [onepole_coeffs("lowpass", rate, f), biquad_coeffs("lowpass", rate, f, 1.0)])
+    bands.append(rest)
+    out = []
+    for k, b in enumerate(bands):
+        lower = order[k + 1:]
+        if lower:
+            b = path.lin(b, [biquad_coeffs("allpass", rate, crossovers[i], 1.0) for i in lower])
+        out.append(b)
+    return torch.stack(out, 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -475,6 +505,10 @@ class DriveTopology(Topology):
 # --------------------------------------------------------------------------------------
 
 #: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
+#: the amp's optional band split in front of its first tube stage (shared ``band_split``):
+#: four bands, the crossovers' starting points (learnable, shared)
+AMP_BANDS = 4
+AMP_CROSSOVERS_HZ = (300.0, 1200.0, 3200.0)
 AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
                           c1_farad=470e-12, c2_farad=22e-9, c3_farad=22e-9)
 
@@ -551,6 +585,7 @@ class AmpTopology(Topology):
     ALLPASS_SECTIONS = 4
     OUTPUT_LP = True
     OUTPUT_DC = True
+    BAND_SPLIT = True
     SEARCH = ("pre_gain_db", "stage2_gain_db", "post_gain_db", "master_db", "tube1_bias",
               "tube2_bias")
     SMALL_SIGNAL = ("in_hp_hz", "inter1_hp_hz", "inter1_lp_hz", "inter2_hp_hz", "inter2_lp_hz",
@@ -559,6 +594,8 @@ class AmpTopology(Topology):
     KNOB_CONTROLS = ("pre_gain_db", "inter1_lp_hz", "stage2_gain_db", "tonestack_treble", "tonestack_mid",
                      "tonestack_bass", "post_gain_db", "sag_depth", "master_db", "pa_bias",
                      "pa_crossover", "presence_db", "depth_db", "level_db")
+    #: Guitarix's MetalHead Tone tilts the spectrum, bass down as treble goes up
+    KNOB_GROUPS = (("tonestack_treble", "tonestack_bass", "tonestack_mid"),)
     NAME_HINTS = ((("bias_x", "biasx", "crossover"), ("pa_crossover",)),
                   (("bias",), ("pa_bias",)),
                   (("sag",), ("sag_depth",)),
@@ -569,6 +606,7 @@ class AmpTopology(Topology):
                   (("bass", "low"), ("tonestack_bass",)),
                   (("mid",), ("tonestack_mid",)),
                   (("treble", "high"), ("tonestack_treble",)),
+                  (("tone",), ("tonestack_treble", "tonestack_bass", "tonestack_mid")),
                   (("bright",), ("inter1_lp_hz",)),
                   (("pre", "gain", "drive"), ("pre_gain_db",)),
                   (("volume", "level", "output"), ("level_db",)))
@@ -578,11 +616,15 @@ class AmpTopology(Topology):
     #: preamp) or between them (1, Fender-like: V1A -> stack -> volume -> V1B). Where it
     #: sits decides which frequencies the second stage clips first (measured on
     #: Guitarix's Studio Preamp: at noon, 5 kHz compresses from -56 dBFS, 1 kHz from -40).
+    #: (Whether the first tube stage splits into bands, ``band_split``, is decided by a
+    #: short training trial instead: :meth:`dsp.fit.Fitter._band_split_init`.)
     VARIANTS = {"tonestack_position": (0.0, 1.0)}
 
     def _shared_init(self):
         d = {f"log_{k}": math.log(v) for k, v in AMP_TONESTACK_INIT.items()}
         d.update(taper_treble=0.5, taper_mid=0.5, taper_bass=3.4, tonestack_position=0.0)
+        d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
+        d.update({f"band{k + 1}_drive_db": 0.0 for k in range(AMP_BANDS)})
         return d
 
     def _shared_physical(self):
@@ -590,6 +632,10 @@ class AmpTopology(Topology):
         out = {k[4:]: torch.exp(v) for k, v in s.items() if k.startswith("log_")}
         out.update({k: v.abs() + 1e-3 for k, v in s.items() if k.startswith("taper_")})
         out["tonestack_position"] = (s["tonestack_position"] > 0.5).to(s["tonestack_position"].dtype)
+        for i in range(AMP_BANDS - 1):
+            out[f"xo{i + 1}_hz"] = out[f"xo{i + 1}_hz"].clamp(40.0, 12000.0)
+        for k in range(AMP_BANDS):
+            out[f"band{k + 1}_drive_db"] = s[f"band{k + 1}_drive_db"].clamp(-24.0, 24.0)
         return out
 
     # The signal path in three stages, so that a variant (a band split between the front
@@ -610,7 +656,7 @@ class AmpTopology(Topology):
         rs = p.sr * p.os
         col = lambda k: c[k][:, None].to(u.dtype)  # noqa: E731
         one = torch.ones_like(u[:, :1])
-        u = tube_stage(u, col("tube1_bias"), one, one)
+        u = self._tube1(u, c, p)
         dt = torch.float64
         comp = {k: c[k].to(dt).expand(B) for k in AMP_TONESTACK_INIT}
         t = _taper(c["tonestack_treble"], c["taper_treble"].to(dt))
@@ -630,6 +676,26 @@ class AmpTopology(Topology):
         g = sag_gain(env, col("sag_depth"), col("sag_threshold")).to(u.dtype)
         u = u * g * _db(col("master_db"))
         return push_pull(u, col("pa_bias"), col("pa_crossover"), col("pa_level"), col("pa_imbalance"))
+
+    def _tube1(self, u, c, p: _Path):
+        """The first tube stage; with the shared ``band_split`` the signal is first split
+        into bands (:func:`split_bands` at ``xo1_hz``..``xo3_hz``), each band k (top band
+        first) driven by ``band{k}_drive_db`` into the stage and scaled back by the same
+        gain after it, and the bands summed: y = sum_k tube_stage(g_k b_k) / g_k. Small
+        signals pass as through the plain stage (up to the split's all-pass); loud ones
+        distort each band on its own (Guitarix's MetalHead: four bands at about 300,
+        1200, 3200 Hz, each distorted by a different amount)."""
+        bias = c["tube1_bias"][:, None].to(u.dtype)
+        if not _on(c, "band_split"):
+            return tube_stage(u, bias, 1.0, 1.0)
+        B = u.shape[0]
+        xo = [c[f"xo{i + 1}_hz"].expand(B) for i in range(AMP_BANDS - 1)]
+        bands = split_bands(u, p.sr * p.os, xo, p)
+        y = 0
+        for k in range(AMP_BANDS):
+            g = _db(c[f"band{k + 1}_drive_db"]).expand(B)[:, None].to(u.dtype)
+            y = y + tube_stage(g * bands[:, k], bias, 1.0, 1.0) / g
+        return y
 
     def _post(self, u, c, p: _Path):
         """Presence, depth, the output high-pass (left out with ``output_dc``) and level,

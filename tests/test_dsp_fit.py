@@ -255,6 +255,7 @@ def amp_items(hinted: tuple[str, ...], seconds=1.0):
     return knobs, items
 
 
+AMP_TONE_GROUP = (("tonestack_treble", "tonestack_bass", "tonestack_mid"),)
 AMP_FAST = FitConfig(per_capture_steps=100, joint_steps=40, segment_s=0.2, search_excerpt_s=0.15,
                      search_candidates=24, refine_steps=15, eval_every=20)
 
@@ -389,6 +390,45 @@ def test_output_dc_is_kept_only_when_the_captures_carry_it(dc):
     f._output_dc_init()
     assert float(f.topo.shared["output_dc"]) == dc
     assert float(f.topo.shared_physical()["output_dc"]) == dc
+
+
+def _tilt_fitter(groups, monkeypatch):
+    """A Fitter on an amp whose unhinted knob "Tone" tilts the spectrum: its ends move
+    the tone stack's treble and bass in opposite directions and the level with them
+    (as Guitarix's MetalHead's Tone does), the map's base at the true reference."""
+    from dsp.controls import KnobDef
+    from dsp.fit import Fitter
+    from dsp.topologies import AmpTopology
+
+    monkeypatch.setattr(AmpTopology, "KNOB_GROUPS", groups)
+    x = guitar_like(1.0, seed=11)
+    ref = dict(pre_gain_db=10.0, tonestack_treble=0.5, tonestack_bass=0.5, level_db=0.0)
+    ends = {0.0: dict(tonestack_treble=0.05, tonestack_bass=0.95, level_db=-6.0),
+            10.0: dict(tonestack_treble=0.95, tonestack_bass=0.05, level_db=6.0)}
+    items = [dict(name="ref", knobs={"Tone": 5.0}, input=x, target=_amp_render(x, 0.0, **ref).astype(np.float32),
+                  sample_rate=SR, latency_samples=0.0, holdout=False)]
+    for v, d in ends.items():
+        y = _amp_render(x, 0.0, **dict(ref, **d)).astype(np.float32)
+        items.append(dict(name=f"Tone_{v:g}", knobs={"Tone": v}, input=x, target=y, sample_rate=SR,
+                          latency_samples=0.0, holdout=False))
+    f = Fitter("amp", [KnobDef("Tone")], items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    with torch.no_grad():
+        f.map.base.copy_(f.topo.raw_from_physical(ref)[0])
+    return f
+
+
+@pytest.mark.parametrize("groups", [(), AMP_TONE_GROUP], ids=["single-controls", "tone-stack-group"])
+def test_a_tilting_knob_is_given_the_whole_tone_stack(groups, monkeypatch):
+    """Knob inference scores the tone stack as one candidate: a knob that tilts the
+    spectrum gets treble and bass together. Scored one control at a time, no single
+    tone-stack control beats a gain (each end needs both), and the knob does not get
+    both (measured on Guitarix's MetalHead: its Tone went to pa_bias)."""
+    f = _tilt_fitter(groups, monkeypatch)
+    f._infer_affects()
+    affects = f.map.knobs[0].affects
+    both = "tonestack_treble" in affects and "tonestack_bass" in affects
+    assert both == bool(groups), affects
 
 
 @pytest.mark.parametrize("delay", [0, 5])
@@ -644,6 +684,35 @@ def test_amp_twin_saved_before_the_second_allpass_pair_renders_the_same():
     on = FittedBlock.from_dict(dict(old, shared_raw=dict(old["shared_raw"], allpass2=1.0)))
     y_on, y_off = on.render({}, x, SR).astype(np.float64), new.render({}, x, SR).astype(np.float64)
     assert not np.allclose(y_on, y_off, atol=1e-4)
+    n = len(x)
+    mag = lambda y: np.abs(np.fft.rfft(y * np.hanning(n)))  # noqa: E731
+    band = slice(int(100 * n / SR), int(8000 * n / SR))
+    ratio = mag(y_on)[band] / mag(y_off)[band]
+    assert np.median(np.abs(20 * np.log10(ratio))) < 0.5
+
+
+def test_amp_twin_saved_before_the_band_split_renders_the_same():
+    """An amp twin written before the amp gained its band split (no ``band_split``, no
+    crossovers or band drives among its shared values) loads with the split off and
+    computes exactly what it computed; with the split on, small signals pass with the
+    same magnitude (the split sums to an all-pass) and loud ones distort differently."""
+    from dsp import export
+    from dsp.controls import KnobDef
+
+    new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=7,
+                                 shared={"band_split": 0.0, "band1_drive_db": 9.0, "band4_drive_db": -9.0})
+    old = json.loads(json.dumps(new.to_dict()))
+    for k in [k for k in old["shared_raw"] if k == "band_split" or k.startswith(("log_xo", "band"))]:
+        del old["shared_raw"][k]
+    assert len(new.shared_raw) - len(old["shared_raw"]) == 8
+    loaded = FittedBlock.from_dict(old)
+    assert loaded.shared_raw["band_split"] == 0.0
+    x = guitar_like(0.5, seed=4)
+    np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
+    on = FittedBlock.from_dict(dict(new.to_dict(), shared_raw=dict(new.shared_raw, band_split=1.0)))
+    assert not np.allclose(on.render({}, x, SR), new.render({}, x, SR), atol=1e-3)
+    quiet = 1e-4 * x
+    y_on, y_off = on.render({}, quiet, SR).astype(np.float64), new.render({}, quiet, SR).astype(np.float64)
     n = len(x)
     mag = lambda y: np.abs(np.fft.rfft(y * np.hanning(n)))  # noqa: E731
     band = slice(int(100 * n / SR), int(8000 * n / SR))

@@ -105,8 +105,9 @@ def load_items(project: Project, block_id: str) -> LoadedBlock:
 
 def train_block(project: Project, block_id: str, *, minutes: float | None = None, seed: int = 0,
                 fresh: bool = False, on_progress: Callable | None = None,
-                should_stop: Callable[[], bool] | None = None):
-    """Fit one block and save its twin. Resumes from the checkpoint unless ``fresh``."""
+                should_stop: Callable[[], bool] | None = None, config=None):
+    """Fit one block and save its twin. Resumes from the checkpoint unless ``fresh``.
+    ``config``: a :class:`dsp.fit.FitConfig` (the defaults otherwise)."""
     from dsp.twin import fit_block
 
     from .fsutil import atomic_write_bytes
@@ -124,7 +125,7 @@ def train_block(project: Project, block_id: str, *, minutes: float | None = None
         loaded.block.topology, knob_specs(loaded.block), loaded.items, seed=seed,
         time_budget_s=None if minutes is None else minutes * 60.0,
         on_progress=on_progress, should_stop=should_stop,
-        checkpoint_path=ckpt, resume=resumed,
+        checkpoint_path=ckpt, resume=resumed, config=config,
     )
     out = model_path(project, block_id)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,10 @@ This experiment asks how much of the Studio Preamp's ESR such a split would remo
 The product amp now keeps its output DC itself where the captures carry it (a
 learnable push-pull imbalance, the output high-pass behind the shared ``output_dc``;
 the fitter decides from the captures), so this experiment no longer has its own.
-With no crossovers the split is the identity: the product's amp.
+With no crossovers the split is the identity: the product's amp. (The product amp has
+its own, cheaper band split, in front of its first tube stage only: the shared
+``band_split``. This experiment runs the whole chain per band, as Guitarix's Studio
+Preamp does; with it, the product's split is held off.)
 
 ``install(crossovers_hz)`` swaps :class:`MultibandAmp` in for the ``amp`` topology in
 this process only (the fitter makes topologies by name). Training costs about 3.5x the
@@ -32,35 +35,22 @@ import math
 import torch
 
 from dsp import topologies as T
-from dsp.filters import biquad_coeffs, onepole_coeffs
 
 GUITARIX_CROSSOVERS_HZ = (86.0, 210.0, 1200.0, 6531.0)  # gx_studiopre.dsp's fi.filterbank
 GENERIC_CROSSOVERS_HZ = (100.0, 300.0, 1000.0, 3000.0)
 
 
 def split(u: torch.Tensor, rate: float, crossovers: list[torch.Tensor], path) -> torch.Tensor:
-    """``u`` (B, T) -> (B, len(crossovers) + 1, T), top band first; the bands sum to an
-    all-pass of ``u`` (checked in :func:`_self_check`)."""
-    order = sorted(range(len(crossovers)), key=lambda i: -float(crossovers[i].detach().reshape(-1)[0]))
-    bands, rest = [], u
-    for i in order:
-        f = crossovers[i]
-        bands.append(path.lin(rest, [onepole_coeffs("highpass", rate, f), biquad_coeffs("highpass", rate, f, 1.0)]))
-        rest = path.lin(rest, [onepole_coeffs("lowpass", rate, f), biquad_coeffs("lowpass", rate, f, 1.0)])
-    bands.append(rest)
-    out = []
-    for k, b in enumerate(bands):
-        lower = order[k + 1:]
-        if lower:
-            b = path.lin(b, [biquad_coeffs("allpass", rate, crossovers[i], 1.0) for i in lower])
-        out.append(b)
-    return torch.stack(out, 1)
+    """The product's crossover tree (:func:`dsp.topologies.split_bands`)."""
+    return T.split_bands(u, rate, crossovers, path)
 
 
 def make_class(crossovers_hz: tuple[float, ...]):
     n = len(crossovers_hz)
 
     class MultibandAmp(T.AmpTopology):
+        VARIANTS = dict(T.AmpTopology.VARIANTS, band_split=(0.0,))  # the product's split stays off
+
         def _shared_init(self):
             d = super()._shared_init()
             d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(crossovers_hz)})
@@ -73,6 +63,7 @@ def make_class(crossovers_hz: tuple[float, ...]):
             return out
 
         def _signal(self, x, c, p):
+            c = dict(c, band_split=torch.zeros_like(c["band_split"]))
             # the product amp's own stages, with the band split between front and chain
             u = self._front(x, c, p)
             if n:

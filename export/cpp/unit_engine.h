@@ -1169,6 +1169,21 @@ public:
         taperT_ = sh["taper_treble"].num(); taperM_ = sh["taper_mid"].num(); taperB_ = sh["taper_bass"].num();
         between_ = sh.has("tonestack_position") && sh["tonestack_position"].num() > 0.5;
         outputDc_ = sh.has("output_dc") && sh["output_dc"].num() > 0.5;
+        // band_split (a model exported before it existed has none: off)
+        bandSplit_ = sh.has("band_split") && sh["band_split"].num() > 0.5;
+        if (bandSplit_) {
+            double xo[kBands - 1];
+            for (int i = 0; i < kBands - 1; ++i) xo[i] = sh["xo" + std::to_string(i + 1) + "_hz"].num();
+            // highest first, as dsp.topologies.split_bands sorts them (stable on ties)
+            int order[kBands - 1];
+            for (int i = 0; i < kBands - 1; ++i) order[i] = i;
+            std::stable_sort(order, order + kBands - 1, [&](int a, int b) { return xo[a] > xo[b]; });
+            for (int j = 0; j < kBands - 1; ++j) xoHz_[j] = xo[order[j]];
+            for (int k = 0; k < kBands; ++k) {
+                bandGain_[k] = dsp::dbToGain(sh["band" + std::to_string(k + 1) + "_drive_db"].num());
+                bandInv_[k] = 1.0 / bandGain_[k];
+            }
+        }
         loadOutputSections(sh);
     }
 
@@ -1240,6 +1255,7 @@ public:
         setAllpass(c, AP1_HZ);
         setAllpass2(c, AP3_HZ);
         setOutputLp(c, OUT_LP1_HZ);
+        if (bandSplit_) designSplit(rs);
     }
 
     void process(double* x, int n) override {
@@ -1272,6 +1288,7 @@ public:
         Block::reset();
         inHp_.reset(); hp1_.reset(); lp1_.reset(); hp2_.reset(); lp2_.reset(); ts_.reset();
         presence_.reset(); depth_.reset(); dc_.reset();
+        for (auto& sec : split_) sec.reset();
         sagE_ = 0;
     }
     void flushDenormals() override {
@@ -1279,13 +1296,52 @@ public:
         lp2_.flushDenormals(); ts_.flushDenormals(); presence_.flushDenormals(); depth_.flushDenormals();
         dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); ap3_.flushDenormals();
         ap4_.flushDenormals(); olp1_.flushDenormals(); olp2_.flushDenormals();
+        for (auto& sec : split_) sec.flushDenormals();
         if (sagE_ < 1e-30) sagE_ = 0;
     }
 
 private:
+    static constexpr int kBands = 4;  // dsp.topologies.AMP_BANDS
+    // the crossover tree's sections: per crossover j (highest first) HP one-pole, HP
+    // biquad, LP one-pole, LP biquad; then the bands' all-passes (band 0: crossovers 1
+    // and 2; band 1: crossover 2)
+    enum { kHp1 = 0, kHp2 = 1, kLp1 = 2, kLp2 = 3, kPerXo = 4, kAp = kPerXo * (kBands - 1) };
+    static constexpr int kSplitSections = kAp + (kBands - 1) * (kBands - 2) / 2;
+    void designSplit(double rs) {
+        using K = dsp::BiquadKind;
+        for (int j = 0; j < kBands - 1; ++j) {
+            dsp::Section* x = &split_[kPerXo * j];
+            dsp::onepole(x[kHp1], true, rs, xoHz_[j]);
+            dsp::biquad(x[kHp2], K::Highpass, rs, xoHz_[j], 1.0, 0.0);
+            dsp::onepole(x[kLp1], false, rs, xoHz_[j]);
+            dsp::biquad(x[kLp2], K::Lowpass, rs, xoHz_[j], 1.0, 0.0);
+        }
+        int a = kAp;
+        for (int j = 0; j < kBands - 1; ++j)
+            for (int m = j + 1; m < kBands - 1; ++m) dsp::biquad(split_[a++], K::Allpass, rs, xoHz_[m], 1.0, 0.0);
+    }
+    /// The first tube stage with the band split (dsp.topologies.AmpTopology._tube1):
+    /// sum over bands k of (tube(g_k b_k + bias) - tube(bias)) / g_k.
+    inline double splitStage1(double v) {
+        double band[kBands], rest = v;
+        for (int j = 0; j < kBands - 1; ++j) {
+            dsp::Section* x = &split_[kPerXo * j];
+            band[j] = x[kHp2].tick(x[kHp1].tick1(rest));
+            rest = x[kLp2].tick(x[kLp1].tick1(rest));
+        }
+        band[kBands - 1] = rest;
+        int a = kAp;
+        for (int j = 0; j < kBands - 1; ++j)
+            for (int m = j + 1; m < kBands - 1; ++m) band[j] = split_[a++].tickAllpass(band[j]);
+        double y = 0;
+        for (int k = 0; k < kBands; ++k)
+            y += (dsp::softClip2(bandGain_[k] * band[k] + bias1_, 1.0, 1.0) - f1_) * bandInv_[k];
+        return y;
+    }
+
     /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
-        v = dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
+        v = bandSplit_ ? splitStage1(v) : dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
         v = lp1_.tick1(hp1_.tick1(v));
         if (between_) v = ts_.tick(v);  // Fender arrangement: V1A -> stack -> V1B
         v = dsp::softClip2(gStage2 * v + bias2_, 1.0, 1.0) - f2_;
@@ -1324,6 +1380,9 @@ private:
     double taperT_ = 0.5, taperM_ = 0.5, taperB_ = 3.4;
     bool between_ = false;  // shared tonestack_position: 1 = between the tube stages
     bool outputDc_ = false;  // shared output_dc: 1 = no output high-pass (the DC stays)
+    bool bandSplit_ = false;  // shared band_split: the first tube stage runs per band
+    double xoHz_[kBands - 1] = {}, bandGain_[kBands] = {1, 1, 1, 1}, bandInv_[kBands] = {1, 1, 1, 1};
+    dsp::Section split_[kSplitSections];
 };
 
 inline std::unique_ptr<Block> makeBlock(const std::string& topology);
