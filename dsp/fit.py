@@ -45,6 +45,7 @@ the optimiser state and the step are checkpointed, so resume continues bit-for-b
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import time
@@ -1176,43 +1177,29 @@ class Fitter:
         return sorted({int(starts[k]) for k in picks})
 
     def _init_variants(self, i: int) -> tuple[torch.Tensor, float]:
-        """:meth:`_init_item` per structural variant of the topology
-        (``Topology.VARIANTS``, e.g. where the amp's tone stack sits and whether its
-        first stage splits into bands), one choice at a time in the declared order with
-        the earlier ones at their winners; the variant with the lowest loss stays set in
-        the topology's shared values, with its polarity and the output-section switches
-        its own small-signal init chose."""
-        variants = self.topo.VARIANTS
-        names = list(variants)
-        if not names or all(len(v) <= 1 for v in variants.values()):
+        """:meth:`_init_item` once per structural variant of the topology
+        (``Topology.VARIANTS``, e.g. where the amp's tone stack sits); the variant with
+        the lowest loss stays set in the topology's shared values, with its polarity and
+        the output-section switches its own small-signal init chose."""
+        names = list(self.topo.VARIANTS)
+        combos = [dict(zip(names, vals)) for vals in itertools.product(*self.topo.VARIANTS.values())]
+        if len(combos) <= 1:
             return self._init_item(i)
         # the structural values a run leaves set: the variant's, and the output sections'
         # switches its small-signal init decided (they belong to the winner's controls)
-        keys = list(dict.fromkeys(names + self.topo.switches()))
+        keys = names + self.topo.switches()
         polarity, best = self.polarity, None
-        # one structural choice at a time, in the declared order, the others held at the
-        # best so far (the first value of each to begin with): 1 + sum(values - 1) runs
-        # instead of their product
-        chosen = {k: v[0] for k, v in variants.items()}
-        tried = set()
-        for name in names:
-            for value in variants[name]:
-                combo = dict(chosen, **{name: value})
-                key = tuple(combo[k] for k in names)
-                if key in tried:
-                    continue
-                tried.add(key)
-                with torch.no_grad():
-                    for k, v in combo.items():
-                        self.topo.shared[k].fill_(v)
-                self.polarity = polarity
-                raw, loss = self._init_item(i)
-                if os.environ.get("UNIT_FIT_DEBUG"):
-                    print("init variant", combo, "loss", round(loss, 4), flush=True)
-                if best is None or loss < best[1]:
-                    best = (raw, loss, {k: float(self.topo.shared[k]) for k in keys}, self.polarity)
-                self._check_stop()
-            chosen = {k: best[2][k] for k in names}
+        for combo in combos:
+            with torch.no_grad():
+                for k, v in combo.items():
+                    self.topo.shared[k].fill_(v)
+            self.polarity = polarity
+            raw, loss = self._init_item(i)
+            if os.environ.get("UNIT_FIT_DEBUG"):
+                print("init variant", combo, "loss", round(loss, 4), flush=True)
+            if best is None or loss < best[1]:
+                best = (raw, loss, {k: float(self.topo.shared[k]) for k in keys}, self.polarity)
+            self._check_stop()
         raw, loss, state, self.polarity = best
         with torch.no_grad():
             for k, v in state.items():

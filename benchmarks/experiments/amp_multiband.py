@@ -40,17 +40,10 @@ GUITARIX_CROSSOVERS_HZ = (86.0, 210.0, 1200.0, 6531.0)  # gx_studiopre.dsp's fi.
 GENERIC_CROSSOVERS_HZ = (100.0, 300.0, 1000.0, 3000.0)
 
 
-def split(u: torch.Tensor, rate: float, crossovers: list[torch.Tensor], path) -> torch.Tensor:
-    """The product's crossover tree (:func:`dsp.topologies.split_bands`)."""
-    return T.split_bands(u, rate, crossovers, path)
-
-
 def make_class(crossovers_hz: tuple[float, ...]):
     n = len(crossovers_hz)
 
     class MultibandAmp(T.AmpTopology):
-        VARIANTS = dict(T.AmpTopology.VARIANTS, band_split=(0.0,))  # the product's split stays off
-
         def _shared_init(self):
             d = super()._shared_init()
             d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(crossovers_hz)})
@@ -68,7 +61,7 @@ def make_class(crossovers_hz: tuple[float, ...]):
             u = self._front(x, c, p)
             if n:
                 B = x.shape[0]
-                bands = split(u, p.sr * p.os, [c[f"xo{i + 1}_hz"].expand(B) for i in range(n)], p)
+                bands = T.split_bands(u, p.sr * p.os, [c[f"xo{i + 1}_hz"].expand(B) for i in range(n)], p)
                 nb = bands.shape[1]
                 # every band runs the same chain: one row of controls per band
                 cb = {k: (v.repeat_interleave(nb, 0) if v.dim() >= 1 and v.shape[0] == B else v)
@@ -95,5 +88,5 @@ def _self_check(cls) -> None:
     x = torch.zeros(1, 8192, dtype=torch.float64)
     x[0, 0] = 1.0
     xo = [torch.tensor([f], dtype=torch.float64) for f in GUITARIX_CROSSOVERS_HZ]
-    mag = torch.fft.rfft(split(x, 48000.0, xo, p).sum(1)[0]).abs()
+    mag = torch.fft.rfft(T.split_bands(x, 48000.0, xo, p).sum(1)[0]).abs()
     assert float((mag - 1).abs().max()) < 1e-6, "multiband split is not all-pass"

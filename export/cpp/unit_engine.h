@@ -1255,7 +1255,11 @@ public:
         setAllpass(c, AP1_HZ);
         setAllpass2(c, AP3_HZ);
         setOutputLp(c, OUT_LP1_HZ);
-        if (bandSplit_) designSplit(rs);
+    }
+    /// The crossovers are shared values (no knob moves them): designed once per rate.
+    void prepare(double sr) override {
+        Block::prepare(sr);
+        if (bandSplit_) designSplit(sr * oversample);
     }
 
     void process(double* x, int n) override {
