@@ -616,8 +616,9 @@ class AmpTopology(Topology):
     #: preamp) or between them (1, Fender-like: V1A -> stack -> volume -> V1B). Where it
     #: sits decides which frequencies the second stage clips first (measured on
     #: Guitarix's Studio Preamp: at noon, 5 kHz compresses from -56 dBFS, 1 kHz from -40).
-    #: (Whether the first tube stage splits into bands, ``band_split``, is decided by a
-    #: short training trial instead: :meth:`dsp.fit.Fitter._band_split_init`.)
+    #: (Whether the first tube stage splits into bands, ``band_split``, is not a variant:
+    #: from equal band drives the split scores worse at init than the plain stage, so
+    #: it is the fit option ``FitConfig.band_split``.)
     VARIANTS = {"tonestack_position": (0.0, 1.0)}
 
     def _shared_init(self):
