@@ -986,7 +986,7 @@ class Fitter:
             if self.step == 0:
                 self._output_dc_init()
                 r = self._reference_item()
-                if self.cfg.band_split and "band_split" in self.topo.switches():
+                if self.cfg.band_split and self.topo.BAND_SPLIT:
                     with torch.no_grad():
                         self.topo.shared["band_split"].fill_(1.0)
                 raw, loss = self._init_variants(r)

@@ -504,11 +504,11 @@ class DriveTopology(Topology):
 # amp
 # --------------------------------------------------------------------------------------
 
-#: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
 #: the amp's optional band split in front of its first tube stage (shared ``band_split``):
 #: four bands, the crossovers' starting points (learnable, shared)
 AMP_BANDS = 4
 AMP_CROSSOVERS_HZ = (300.0, 1200.0, 3200.0)
+#: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
 AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
                           c1_farad=470e-12, c2_farad=22e-9, c3_farad=22e-9)
 
