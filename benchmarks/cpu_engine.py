@@ -49,7 +49,7 @@ FLAGS = ["-O3", "-march=x86-64-v2", "-std=c++17", "-DNDEBUG"]
 TARGETS = {"drive": 400, "amp": 1400}
 
 
-def _unit1_models() -> tuple[dict, object]:
+def _unit1_models(drive_section: bool = False) -> tuple[dict, object]:
     """Synthetic twins (random knob maps) of the UNIT 1 template rig's pedal and amp:
     the rig's knobs, topologies and 2x oversampling; fitted values do not change the cost
     except through the soft clip's knee."""
@@ -62,16 +62,18 @@ def _unit1_models() -> tuple[dict, object]:
     for i, b in enumerate(rig.blocks):
         knobs = [KnobDef(k.name, k.kind, k.minimum, k.maximum, tuple(float(p) for p in k.positions),
                          k.reference, k.affects) for k in b.knobs if k.modelled]
-        # the worst case: every optional section on (output low-pass, all-pass, and the
-        # tone stack between the stages, which costs the same)
+        # the worst case a fit can choose: every optional section on (output low-pass,
+        # all-pass, band split, and the tone stack between the stages, which costs the
+        # same); the drive section, which a fit has only when asked, with drive_section
         on = {k: 1.0 for k in TOPOLOGIES[b.topology].switches()}
         if b.topology == "amp":
             on["tonestack_position"] = 1.0
+            on["drive_section"] = float(drive_section)
         out[b.topology] = (b.id, export.synthetic_block(b.topology, knobs, seed=i + 1, shared=on))
     return out, rig
 
 
-def _model_path(kind: str, given: str | None, tmp: Path) -> tuple[Path, str]:
+def _model_path(kind: str, given: str | None, tmp: Path, drive_section: bool = False) -> tuple[Path, str]:
     from dsp.twin import FittedBlock
 
     if given:
@@ -81,9 +83,11 @@ def _model_path(kind: str, given: str | None, tmp: Path) -> tuple[Path, str]:
             return p, str(p)
         models, rig, label = {p.stem.split(".")[0]: FittedBlock.from_dict(d)}, None, str(p)
     else:
-        unit1, rig = _unit1_models()
+        unit1, rig = _unit1_models(drive_section)
         name, block = unit1[kind]
         models, label = {name: block}, f"UNIT 1 template {name}, synthetic map"
+        if kind == "amp" and drive_section:
+            label += ", drive section on"
     out = tmp / f"{kind}.model.json"
     out.write_text(export.dumps_model(export.model_document(models, rig)))
     return out, label
@@ -113,6 +117,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--drive", help="fitted drive: *.twin.json or model.json")
     ap.add_argument("--amp", help="fitted amp: *.twin.json or model.json")
+    ap.add_argument("--drive-section", action="store_true",
+                    help="the synthetic amp with its drive section on (FitConfig.variants)")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio for the callgrind count")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--cxx", default="g++", help="compiler (g++, clang++: Xcode's is clang)")
@@ -128,7 +134,7 @@ def main(argv=None) -> int:
                        check=True)
         for kind in ("drive", "amp"):
             try:
-                model, label = _model_path(kind, getattr(args, kind), tmp)
+                model, label = _model_path(kind, getattr(args, kind), tmp, args.drive_section)
                 probe = subprocess.run([str(exe), str(model), "--bench", "0", "48000"], capture_output=True,
                                        text=True, check=False)
                 if probe.returncode != 0:

@@ -155,7 +155,8 @@ def train_child(args) -> int:
 
     fitted, meta = train_block(project, args.block, minutes=args.minutes, seed=args.seed, fresh=True,
                                on_progress=progress, should_stop=should_stop,
-                               config=FitConfig(band_split=args.band_split))
+                               config=FitConfig(band_split=args.band_split,
+                                                variants=parse_variants(args.variant)))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -165,8 +166,22 @@ def train_child(args) -> int:
     return 0
 
 
+def parse_variants(pairs: list[str] | None) -> dict | None:
+    """``["drive_section=1", ...]`` -> ``{"drive_section": 1.0}`` (None when empty)."""
+    out = {}
+    for p in pairs or ():
+        k, sep, v = p.partition("=")
+        try:
+            out[k.strip()] = float(v)
+        except ValueError:
+            raise SystemExit(f"fidelity: --variant {p!r}: write NAME=VALUE, e.g. drive_section=1") from None
+        if not sep:
+            raise SystemExit(f"fidelity: --variant {p!r}: write NAME=VALUE, e.g. drive_section=1")
+    return out or None
+
+
 def train(project, block_id: str, minutes: float | None, seed: int, every: float,
-          band_split: bool = False) -> dict:
+          band_split: bool = False, variants: list[str] | None = None) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -176,6 +191,8 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
             cmd += ["--minutes", str(minutes)]
         if band_split:
             cmd += ["--band-split"]
+        for v in variants or ():
+            cmd += ["--variant", v]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
@@ -335,7 +352,7 @@ def run_block(key: str, args) -> dict:
     else:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
-        tr = train(project, block.id, args.minutes, args.seed, args.every, args.band_split)
+        tr = train(project, block.id, args.minutes, args.seed, args.every, args.band_split, args.variant)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -433,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", action="append", choices=lv2_render.PLUGIN_KEYS,
                    help="benchmark only this block (repeat for several); default: all three")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget per block (default 5)")
+    p.add_argument("--variant", action="append", metavar="NAME=VALUE",
+                   help="set a structural variant instead of trying it at init (FitConfig.variants), "
+                        "e.g. --variant drive_section=1; repeatable")
     p.add_argument("--band-split", action="store_true",
                    help="amps: fit with the first stage split into bands (FitConfig.band_split)")
     p.add_argument("--settings", type=int, default=DEFAULT_SETTINGS,
@@ -465,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.settings < 1:
         print("fidelity: --settings must be at least 1", file=sys.stderr)
         return 2
+    parse_variants(args.variant)  # a malformed --variant stops here, not in the training child
     if shutil.which(lv2_render.LV2FILE) is None:
         print("fidelity: lv2file not found (apt-get install lv2file guitarix-lv2)", file=sys.stderr)
         return 2

@@ -42,6 +42,9 @@ def main(argv=None) -> int:
                          "or at 100/300/1000/3000 Hz, learnable either way (default off)")
     ap.add_argument("--band-split", action="store_true",
                     help="amps: the first stage split into bands (FitConfig.band_split)")
+    ap.add_argument("--variant", action="append", metavar="NAME=VALUE",
+                    help="set a structural variant instead of trying it (FitConfig.variants), e.g. "
+                         "drive_section=1; repeatable")
     ap.add_argument("--oversample", type=int, default=2, help="the twin's oversampling (default 2)")
     args = ap.parse_args(argv)
 
@@ -49,6 +52,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     from dsp.fit import FitConfig
+    from fidelity import parse_variants
     from dsp.twin import fit_block
     from unit_tui.project import Project
     from unit_tui.training import load_items
@@ -72,12 +76,14 @@ def main(argv=None) -> int:
         amp_multiband.install({"guitarix": amp_multiband.GUITARIX_CROSSOVERS_HZ,
                                "generic": amp_multiband.GENERIC_CROSSOVERS_HZ}[args.bands])
     cfg = FitConfig(per_capture_steps=args.steps, curve_steps=10, joint_steps=args.steps // 2,
-                    oversample=args.oversample, band_split=args.band_split)
+                    oversample=args.oversample, band_split=args.band_split,
+                    variants=parse_variants(args.variant))
     t = time.time()
     block = fit_block(loaded.block.topology, [], [it], config=cfg)
     rep = block.report()
     shared = block.to_dict()["shared_physical"]
-    choices = {k: int(shared[k]) for k in ("output_lp", "allpass", "tonestack_position", "output_dc", "band_split")
+    choices = {k: int(shared[k]) for k in ("output_lp", "allpass", "tonestack_position", "output_dc", "band_split",
+                                          "drive_section")
                if k in shared}
     print(f"{args.key} {it.name}: ESR {rep['train']['median']:.4f} ({rep['train']['verdict']}), "
           f"latency {rep['items'][0]['latency_samples']:.2f} samples, {choices}, "

@@ -45,7 +45,6 @@ the optimiser state and the step are checkpointed, so resume continues bit-for-b
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import os
 import time
@@ -83,6 +82,9 @@ class FitConfig:
     # training (Guitarix's MetalHead, one capture: init loss 0.44 against 0.27; ESR
     # after 600 steps 0.22 against 0.40), so it is this option, off by default
     band_split: bool = False
+    # structural variants set rather than tried at init ({name: value}, names from
+    # ``Topology.VARIANTS``, e.g. {"drive_section": 1.0}); the rest are decided as usual
+    variants: dict | None = None
     per_capture_steps: int = 200
     curve_steps: int = 300
     joint_steps: int = 200
@@ -1068,7 +1070,8 @@ class Fitter:
             # the sweep's two extremes (lowest and highest setting) score each candidate
             val = lambda j: float(self.items[j]["knobs"].get(kd.name, kd.reference))  # noqa: E731
             ends = sorted({min(sweeps, key=val), max(sweeps, key=val)})
-            cands = torch.nonzero(self.map.mask[k]).flatten().tolist()
+            inert = {names.index(n) for n in self.topo.inert_controls()}
+            cands = [cc for cc in torch.nonzero(self.map.mask[k]).flatten().tolist() if cc not in inert]
             units = [(cc,) for cc in cands]
             for group in self.topo.KNOB_GROUPS:
                 g = tuple(names.index(n) for n in group)
@@ -1178,33 +1181,61 @@ class Fitter:
 
     def _init_variants(self, i: int) -> tuple[torch.Tensor, float]:
         """:meth:`_init_item` once per structural variant of the topology
-        (``Topology.VARIANTS``, e.g. where the amp's tone stack sits); the variant with
-        the lowest loss stays set in the topology's shared values, with its polarity and
-        the output-section switches its own small-signal init chose."""
-        names = list(self.topo.VARIANTS)
-        combos = [dict(zip(names, vals)) for vals in itertools.product(*self.topo.VARIANTS.values())]
-        if len(combos) <= 1:
+        (``Topology.VARIANTS``, e.g. where the amp's tone stack sits, whether it has a
+        drive section); the variant with the lowest loss stays set in the topology's
+        shared values, with its polarity and the output-section switches its own
+        small-signal init chose. The variants are decided one after the other, in their
+        declared order, each with the ones before it at their winners (n values each:
+        1 + sum(n - 1) searches, not the product's)."""
+        variants = dict(self.topo.VARIANTS)
+        for k, v in (self.cfg.variants or {}).items():
+            if k not in variants:
+                raise ValueError(f"FitConfig.variants: {k!r} is not a structural variant of the "
+                                 f"{self.topo.NAME} topology (it has: {', '.join(variants) or 'none'})")
+            variants[k] = (float(v),)
+        names = list(variants)
+        if not names:
             return self._init_item(i)
         # the structural values a run leaves set: the variant's, and the output sections'
         # switches its small-signal init decided (they belong to the winner's controls)
         keys = names + self.topo.switches()
         polarity, best = self.polarity, None
-        for combo in combos:
-            with torch.no_grad():
-                for k, v in combo.items():
-                    self.topo.shared[k].fill_(v)
-            self.polarity = polarity
-            raw, loss = self._init_item(i)
-            if os.environ.get("UNIT_FIT_DEBUG"):
-                print("init variant", combo, "loss", round(loss, 4), flush=True)
-            if best is None or loss < best[1]:
-                best = (raw, loss, {k: float(self.topo.shared[k]) for k in keys}, self.polarity)
-            self._check_stop()
-        raw, loss, state, self.polarity = best
+        chosen = {n: variants[n][0] for n in names}
+        tried = []
+        shared0 = self._shared_state()  # every variant starts from the same shared values
+        for n in names:
+            for v in variants[n]:
+                combo = dict(chosen, **{n: v})
+                if combo in tried:
+                    continue
+                tried.append(combo)
+                self._restore_shared(shared0)
+                with torch.no_grad():
+                    for k, val in combo.items():
+                        self.topo.shared[k].fill_(val)
+                self.polarity = polarity
+                raw, loss = self._init_item(i)
+                if os.environ.get("UNIT_FIT_DEBUG"):
+                    print("init variant", combo, "loss", round(loss, 4), flush=True)
+                if best is None or loss < best[1]:
+                    best = (raw, loss, {k: float(self.topo.shared[k]) for k in keys}, self.polarity, combo,
+                            self._shared_state())
+                self._check_stop()
+            chosen = dict(best[4])
+        raw, loss, state, self.polarity, _, shared = best
+        self._restore_shared(shared)
         with torch.no_grad():
             for k, v in state.items():
                 self.topo.shared[k].fill_(v)
         return raw, loss
+
+    def _shared_state(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.topo.shared.items()}
+
+    def _restore_shared(self, state: dict) -> None:
+        with torch.no_grad():
+            for k, v in state.items():
+                self.topo.shared[k].copy_(v)
 
     def _init_item(self, i: int) -> tuple[torch.Tensor, float]:
         """Multi-start search + refinement for item ``i``: (raw controls, loss)."""
@@ -1224,6 +1255,11 @@ class Fitter:
             ap = [topo.control_names().index(k) for k in topo.allpass_controls()]
             dflt[ap] = lin[ap]
         bases = [lin] if topo.LINEAR else [dflt, lin]
+        fixed = topo.init_values()
+        for b in bases:
+            for k, v in fixed.items():
+                b[names.index(k)] = topo.spec(k).to_raw(v).float()
+        search = [k for k in search if names[k] not in fixed]
         ex = self._excerpts(i, L)
         X = torch.from_numpy(np.stack([e[0] for e in ex]))
         Y = torch.from_numpy(np.stack([e[1] for e in ex]))

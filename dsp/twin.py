@@ -140,7 +140,7 @@ def topology_controls(topology: str) -> list[dict]:
 def _upgrade_knob_map(d: dict, topology: str) -> dict:
     """A knob map saved before its topology gained trailing controls (the output
     sections', the drive's ``tone_lp_q``, second input high-pass and blend tone, the
-    amp's second all-pass pair; the sections are off in such a twin, see
+    amp's second all-pass pair and drive section; the sections are off in such a twin, see
     :func:`_upgrade_shared`) gets them at their defaults, constant (no curve, no MLP
     weight): the twin computes what it computed. Other mismatches are left to fail."""
     from dsp.topologies import TOPOLOGIES

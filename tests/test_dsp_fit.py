@@ -431,6 +431,87 @@ def test_a_tilting_knob_is_given_the_whole_tone_stack(groups, monkeypatch):
     assert both == bool(groups), affects
 
 
+def _amp_drive_render(x, **ctl):
+    topo = make_topology("amp", SR, 1)
+    with torch.no_grad():
+        topo.shared["drive_section"].fill_(1.0)
+        return topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(ctl), exact=True)[0].numpy()
+
+
+@pytest.mark.parametrize("section", [1.0, 0.0], ids=["drive-section-on", "drive-section-off"])
+def test_a_drive_knob_is_given_the_drive_section(section):
+    """A Drive knob that fades a multiband clipper in front of the preamp (dry at 0, all
+    clipped at 10, as Guitarix's MetalHead's does): with the drive section on, knob
+    inference gives Drive its mix (as the topology's drive group); with it off those
+    controls are inert and never offered (searching them would only cost time)."""
+    from dsp.controls import KnobDef
+    from dsp.fit import Fitter
+
+    x = guitar_like(1.0, seed=12)
+    ref = dict(pre_gain_db=6.0, drive_mix=0.5, drive_db=20.0, level_db=0.0)
+    ends = {0.0: dict(drive_mix=0.0, drive_db=12.0), 10.0: dict(drive_mix=1.0, drive_db=28.0)}
+    items = [dict(name="ref", knobs={"Drive": 5.0}, input=x, target=_amp_drive_render(x, **ref).astype(np.float32),
+                  sample_rate=SR, latency_samples=0.0, holdout=False)]
+    for v, d in ends.items():
+        items.append(dict(name=f"Drive_{v:g}", knobs={"Drive": v}, input=x, sample_rate=SR, latency_samples=0.0,
+                          target=_amp_drive_render(x, **dict(ref, **d)).astype(np.float32), holdout=False))
+    f = Fitter("amp", [KnobDef("Drive")], items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    f.polarity = 1.0  # the truth's (the section's all-pass misleads the phase vote; the init search fixes it)
+    with torch.no_grad():
+        f.topo.shared["drive_section"].fill_(section)
+        f.map.base.copy_(f.topo.raw_from_physical(ref)[0])
+    f._infer_affects()
+    affects = f.map.knobs[0].affects
+    assert ("drive_mix" in affects) == bool(section), affects
+    if not section:
+        assert "drive_db" not in affects, affects
+
+
+def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkeypatch):
+    """The amp's variants are decided greedily (tone-stack position: two inits; the drive
+    section is off unless set, no third); ``FitConfig.variants`` sets one instead, and the
+    drive section's init then starts it all wet at +24 dB (not searched). An unknown
+    variant is a clear error."""
+    from dsp.fit import Fitter
+
+    x = guitar_like(0.5, seed=13)
+    y = _amp_drive_render(x, pre_gain_db=6.0, drive_mix=0.8, drive_db=20.0).astype(np.float32)
+    items = [dict(name="cap", knobs={}, input=x, target=y, sample_rate=SR, latency_samples=0.0, holdout=False)]
+    tried = []
+    real = Fitter._init_item
+
+    def spy(self, i):
+        tried.append({k: float(self.topo.shared[k]) for k in self.topo.VARIANTS})
+        return real(self, i)
+
+    monkeypatch.setattr(Fitter, "_init_item", spy)
+    cfg = dict(search_candidates=8, search_excerpt_s=0.1, refine_steps=3, oversample=1, search_oversample=1)
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(**cfg))
+    f._prepare()
+    f._should_stop = lambda: False  # run() sets it
+    f._init_variants(0)
+    assert tried == [{"tonestack_position": 0.0, "drive_section": 0.0},
+                     {"tonestack_position": 1.0, "drive_section": 0.0}]
+    assert float(f.topo.shared["drive_section"]) == 0.0
+
+    tried.clear()
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive_section": 1}, **dict(cfg, refine_steps=0)))
+    f._prepare()
+    f._should_stop = lambda: False  # run() sets it
+    raw, _ = f._init_variants(0)
+    assert [t["drive_section"] for t in tried] == [1.0, 1.0]
+    assert float(f.topo.shared["drive_section"]) == 1.0
+    c = f.topo.get_controls(raw[None])
+    assert float(c["drive_mix"]) > 0.999 and abs(float(c["drive_db"]) - 24.0) < 1e-3  # the best start, unrefined
+
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive": 1}, **cfg))
+    f._prepare()
+    f._should_stop = lambda: False  # run() sets it
+    with pytest.raises(ValueError, match="'drive' is not a structural variant of the amp topology"):
+        f._init_variants(0)
+
+
 @pytest.mark.parametrize("delay", [0, 5])
 def test_excess_phase_of_a_non_minimum_phase_device_is_not_taken_for_delay(delay, monkeypatch):
     """Guitarix's Studio Preamp: a response that starts at lag 0 but is not minimum-phase
@@ -675,8 +756,8 @@ def test_amp_twin_saved_before_the_second_allpass_pair_renders_the_same():
     new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=5,
                                  shared={"allpass": 1.0, "allpass2": 0.0, "output_dc": 0.0},
                                  base={"pa_imbalance": 0.0})
-    old = _strip_trailing_controls(new, ["ap3_hz", "ap3_q", "ap4_hz", "ap4_q", "pa_imbalance"],
-                                   ["allpass2", "output_dc"])
+    old = _strip_trailing_controls(new, ["ap3_hz", "ap3_q", "ap4_hz", "ap4_q", "pa_imbalance", "drive_mix",
+                                         "drive_db"], ["allpass2", "output_dc"])
     loaded = FittedBlock.from_dict(old)
     assert loaded.shared_raw["allpass2"] == 0.0 and loaded.shared_raw["allpass"] == 1.0
     x = guitar_like(0.5, seed=4)
@@ -739,6 +820,30 @@ def _strip_trailing_controls(block, names, switches):
     return old
 
 
+def test_amp_twin_saved_before_the_drive_section_renders_the_same():
+    """An amp twin written before the amp gained its drive section (no ``drive_section``,
+    crossovers or band values among its shared values, no ``drive_mix`` / ``drive_db``
+    controls in its knob map) loads with the section off and computes exactly what it
+    computed; the same twin with the section on sounds different."""
+    from dsp import export
+    from dsp.controls import KnobDef
+
+    new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=8)
+    assert new.shared_raw["drive_section"] == 0.0
+    old = _strip_trailing_controls(new, ["drive_mix", "drive_db"], ["drive_section"])
+    gone = [k for k in old["shared_raw"] if k.startswith(("log_dxo", "drive_band"))]
+    assert len(gone) == 11
+    for k in gone:
+        del old["shared_raw"][k]
+    loaded = FittedBlock.from_dict(old)
+    assert float(loaded.shared_raw.get("drive_section", 0.0)) == 0.0
+    assert [c["name"] for c in loaded.knob_map["controls"][-2:]] == ["drive_mix", "drive_db"]
+    x = guitar_like(0.5, seed=4)
+    np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
+    on = FittedBlock.from_dict(dict(new.to_dict(), shared_raw=dict(new.shared_raw, drive_section=1.0)))
+    assert not np.allclose(on.render({}, x, SR), new.render({}, x, SR), atol=1e-3)
+
+
 def test_amp_twin_saved_before_output_dc_renders_the_same():
     """An amp twin written before the push-pull imbalance and ``output_dc`` loads with
     both off (imbalance 0, the output high-pass on) and computes exactly what it
@@ -748,10 +853,10 @@ def test_amp_twin_saved_before_output_dc_renders_the_same():
 
     new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,
                                  shared={"output_dc": 0.0}, base={"pa_imbalance": 0.0})
-    old = _strip_trailing_controls(new, ["pa_imbalance"], ["output_dc"])
+    old = _strip_trailing_controls(new, ["pa_imbalance", "drive_mix", "drive_db"], ["output_dc"])
     loaded = FittedBlock.from_dict(old)
     assert loaded.shared_raw["output_dc"] == 0.0
-    assert loaded.knob_map["controls"][-1]["name"] == "pa_imbalance"
+    assert [c["name"] for c in loaded.knob_map["controls"][-3:]] == ["pa_imbalance", "drive_mix", "drive_db"]
     x = guitar_like(0.5, seed=4)
     np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
     dc = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,

@@ -37,6 +37,9 @@ def test_forward_shapes_finite_and_gradients(name):
     with torch.no_grad():  # the optional sections' controls act only when they are on
         for k in topo.switches():
             topo.shared[k].fill_(1.0)
+        for k in topo.VARIANTS:  # 0/1 structural choices; the amp's drive section is one
+            topo.shared[k].fill_(1.0)
+    assert not topo.inert_controls()
     raw = _random_raw(topo, 3).requires_grad_(True)
     x = _bandlimited_noise(3, 4800)
     y = topo(x, raw)
@@ -163,5 +166,69 @@ def test_gradcheck_float64_drive():
     topo = make_topology("drive", SR, oversample=1).double()
     x = _bandlimited_noise(1, 256, seed=5).double()
     raw0 = _random_raw(topo, 1, seed=6, spread=0.2).double()
+    assert torch.autograd.gradcheck(lambda r: topo(x, r)[:, ::16], (raw0.requires_grad_(True),),
+                                    eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def _amp_drive_topo(oversample=2):
+    topo = make_topology("amp", SR, oversample=oversample).double()
+    with torch.no_grad():
+        topo.shared["drive_section"].fill_(1.0)
+    return topo
+
+
+def test_amp_drive_section_at_mix_0_is_the_plain_amp():
+    """With the drive section on and its mix at 0 the amp computes what it computes
+    without the section (the pre-gain moves after the upsampler: rounding only); with
+    the section off its controls are inert, and the fitter is told so."""
+    topo = _amp_drive_topo()
+    raw = _random_raw(topo, 2, seed=7, spread=0.3).double()
+    x = _bandlimited_noise(2, 9600, seed=8).double()
+    with torch.no_grad():
+        c = topo.get_controls(raw)
+        c["drive_mix"] = torch.zeros(2, dtype=torch.float64)
+        y_on = topo.get_signal(x, c, exact=True)
+        c["drive_mix"] = torch.full((2,), 0.7, dtype=torch.float64)
+        y_mixed = topo.get_signal(x, c, exact=True)
+        topo.shared["drive_section"].fill_(0.0)
+        c = topo.get_controls(raw)
+        y_off = topo.get_signal(x, c, exact=True)
+        c["drive_mix"], c["drive_db"] = torch.full((2,), 0.7).double(), torch.full((2,), 40.0).double()
+        y_off_moved = topo.get_signal(x, c, exact=True)
+    assert _esr(y_on, y_off) < 1e-20  # float64 rounding (measured ~1e-23)
+    assert _esr(y_mixed, y_off) > 1e-3
+    assert torch.equal(y_off, y_off_moved)
+    assert set(topo.inert_controls()) == {"drive_mix", "drive_db"}
+
+
+def test_amp_drive_section_passes_small_signals_and_clips_loud_ones():
+    """All wet (mix 1), band levels 0 dB: a quiet sine comes out ``drive_db`` louder
+    (the four bands sum to an all-pass, each band's clipper is linear near 0); a loud
+    one is bounded by the sum of the band levels (each clipper saturates at 1)."""
+    topo = _amp_drive_topo()
+    n = 24000
+    t = np.arange(n * 2) / (SR * 2)  # the section runs at the oversampled rate
+    c = {k: v.double() for k, v in topo.get_controls(topo.default_raw()[None].double()).items()}
+    c["drive_mix"] = torch.ones(1, dtype=torch.float64)
+    c["drive_db"] = torch.full((1,), 20.0, dtype=torch.float64)
+    from dsp.topologies import _Path
+
+    p = _Path(True, n, SR, 2)
+    for f in (150.0, 700.0, 2000.0, 6000.0):  # one in each band
+        quiet = torch.tensor(1e-4 * np.sin(2 * np.pi * f * t))[None]
+        with torch.no_grad():
+            y = topo._drive(quiet, c, p)[0, 12000:].numpy()
+        gain_db = 20 * np.log10(np.sqrt(2 * np.mean(y ** 2)) / 1e-4)
+        assert abs(gain_db - 20.0) < 0.05, (f, gain_db)
+    loud = torch.tensor(3.0 * np.sin(2 * np.pi * 700.0 * t))[None]
+    with torch.no_grad():
+        y = topo._drive(loud, c, p)[0, 12000:].numpy()
+    assert 1.0 < np.abs(y).max() <= 4.0
+
+
+def test_gradcheck_float64_amp_with_the_drive_section():
+    topo = _amp_drive_topo(oversample=1)
+    x = _bandlimited_noise(1, 256, seed=9).double()
+    raw0 = _random_raw(topo, 1, seed=10, spread=0.2).double()
     assert torch.autograd.gradcheck(lambda r: topo(x, r)[:, ::16], (raw0.requires_grad_(True),),
                                     eps=1e-6, atol=1e-5, rtol=1e-3)

@@ -241,6 +241,40 @@ def test_amp_parity_with_the_band_split(render_bin, tmp_path):
     assert esr(a, b) > 1e-3
 
 
+def test_amp_parity_with_the_drive_section(render_bin, tmp_path):
+    """The drive section in front of the preamp: four bands (crossovers given out of
+    order), each clipped at its own drive and weighted by its own level, crossfaded
+    with the dry signal by a knob-mapped mix, at 48 kHz and 96 kHz. The pre-gain runs
+    after it at the high rate in C++ as in torch."""
+    import math
+
+    shared = {"drive_section": 1.0, "log_dxo1_hz": math.log(2800.0), "log_dxo2_hz": math.log(250.0),
+              "log_dxo3_hz": math.log(1100.0), "drive_band1_db": 6.0, "drive_band2_db": -3.0,
+              "drive_band3_db": 0.0, "drive_band4_db": 9.0, "drive_band1_level_db": -6.0,
+              "drive_band2_level_db": 3.0, "drive_band3_level_db": 0.0, "drive_band4_level_db": -2.0}
+    from dsp.controls import KnobDef
+
+    knobs = amp_knobs() + [KnobDef("Drive", affects=("drive_mix", "drive_db"))]
+    base = {"drive_mix": 0.6, "drive_db": 24.0, "pre_gain_db": 6.0}
+    models = {"01_Amp": random_block("amp", knobs, seed=31, shared=shared, base=base)}
+    model, doc = write_model(tmp_path, models)
+    sh = doc["blocks"][0]["shared"]
+    assert sh["drive_section"] == 1.0 and sh["dxo2_hz"] == pytest.approx(250.0)
+    assert sh["drive_band4_db"] == pytest.approx(9.0) and sh["drive_band2_level_db"] == pytest.approx(3.0)
+    settings = settings_for(doc, 2, seed=32)
+    mixes = [models["01_Amp"].controls(s)["drive_mix"] for s in settings]
+    assert max(mixes) > 0.3 and max(mixes) - min(mixes) > 0.1  # in the signal, moved by Drive
+    for rate in (48000, 96000):
+        worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
+        print(f"amp, drive section, {rate} Hz: worst ESR {worst:.2e}")
+    # the section changes what the amp does (the parity above is not of the plain amp)
+    plain = {"01_Amp": random_block("amp", knobs, seed=31, shared=dict(shared, drive_section=0.0), base=base)}
+    x = parity_signal(48000)
+    a = export.render_chain(doc, models, {}, x, 48000)
+    b = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
+    assert esr(a, b) > 1e-2
+
+
 def test_silence_in_is_exact_silence_out(render_bin, tmp_path):
     """Digital silence through an amp with an imbalanced push-pull stage (which has DC
     when driven) stays exactly 0 in torch and in C++. Hosts test for it: pedalboard
@@ -269,24 +303,27 @@ def test_amp_parity_96k_and_without_oversampling(render_bin, tmp_path):
 
 
 def test_a_model_older_than_the_engine_is_refused_with_a_clear_message(render_bin, tmp_path):
-    """A model.json written before the amp gained its last control (pa_imbalance), run by
-    this engine: the engine refuses it and says what to do, instead of misreading it."""
+    """A model.json written before the amp gained its last controls (the drive section's
+    drive_mix and drive_db), run by this engine: the engine refuses it and says what to
+    do, instead of misreading it."""
     models = {"01_Amp": random_block("amp", amp_knobs(), seed=12)}
     model, doc = write_model(tmp_path, models)
     km = doc["blocks"][0]["knob_map"]
-    assert km["controls"][-1]["name"] == "pa_imbalance"
+    n = len(km["controls"])
+    assert [c["name"] for c in km["controls"][-2:]] == ["drive_mix", "drive_db"]
     for key in ("controls", "base_raw"):
-        km[key] = km[key][:-1]
+        km[key] = km[key][:-2]
     for key in ("W2", "enabled", "input_mask"):
-        km["mlp"][key] = km["mlp"][key][:-1]
+        km["mlp"][key] = km["mlp"][key][:-2]
     for cv in km["curves"]:
-        cv.get("values", {}).pop("pa_imbalance", None)
+        for name in ("drive_mix", "drive_db"):
+            cv.get("values", {}).pop(name, None)
     model.write_text(export.dumps_model(doc), encoding="utf-8")
     (tmp_path / "in.f32").write_bytes(np.zeros(256, np.float32).tobytes())
     r = subprocess.run([str(render_bin), str(model), str(tmp_path / "in.f32"), str(tmp_path / "o.f32"), "48000"],
                        capture_output=True, text=True)
     assert r.returncode != 0
-    assert "has 37 controls, this engine expects 38" in r.stderr and "unit-trainer export" in r.stderr, r.stderr
+    assert f"has {n - 2} controls, this engine expects {n}" in r.stderr and "unit-trainer export" in r.stderr, r.stderr
 
 
 def test_stale_control_ranges_follow_render(render_bin, tmp_path):
