@@ -267,6 +267,12 @@ def test_amp_parity_with_the_drive_section(render_bin, tmp_path):
     for rate in (48000, 96000):
         worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
         print(f"amp, drive section, {rate} Hz: worst ESR {worst:.2e}")
+    # without oversampling the engine takes its other path (no resampler)
+    base_rate = {"01_Amp": random_block("amp", knobs, seed=31, oversample=1, shared=shared, base=base)}
+    (tmp_path / "os1").mkdir()
+    model1, doc1 = write_model(tmp_path / "os1", base_rate)
+    worst = check_parity(render_bin, model1, doc1, base_rate, 48000, settings[:1] + settings[-2:])
+    print(f"amp, drive section, no oversampling: worst ESR {worst:.2e}")
     # the section changes what the amp does (the parity above is not of the plain amp)
     plain = {"01_Amp": random_block("amp", knobs, seed=31, shared=dict(shared, drive_section=0.0), base=base)}
     x = parity_signal(48000)
