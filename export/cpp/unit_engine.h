@@ -1282,31 +1282,8 @@ public:
     }
 
     void process(double* x, int n) override {
-        if (driveOn_) { processDrive(x, n); return; }
-        const int L = oversample;
-        if (L == 1) {
-            for (int i = 0; i < n; ++i) {
-                const double u = pre_.next() * inHp_.tick1(x[i]);
-                x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
-            }
-            outputSections(x, n);
-            return;
-        }
-        // up the chunk, run the high-rate chain in time order, then down
-        float* u = resampler.input();
-        for (int i = 0; i < n; ++i) u[i] = (float)(pre_.next() * inHp_.tick1(x[i]));
-        resampler.up(n);
-        float* w[kMaxOversample];
-        for (int q = 0; q < L; ++q) w[q] = resampler.plane(q);
-        for (int i = 0; i < n; ++i) {
-            const double gStage2 = stage2_.next(), gPost = post_.next(), gMaster = master_.next(),
-                         gLevel = level_.next();
-            for (int q = 0; q < L; ++q) w[q][i] = (float)highRate(w[q][i], gStage2, gPost, gMaster, gLevel);
-        }
-        float y[kChunk + 4];
-        resampler.down(y, n);
-        for (int i = 0; i < n; ++i) x[i] = y[i];
-        outputSections(x, n);
+        if (driveOn_) run<true>(x, n);
+        else run<false>(x, n);
     }
     void reset() override {
         Block::reset();
@@ -1383,32 +1360,52 @@ private:
         for (int k = 0; k < kBands; ++k) w += driveLevel_[k] * dsp::softClip2(g[k] * band[k], 1.0, 1.0);
         return (1.0 - mix) * v + mix * w;
     }
-    /// process() with the drive section: it runs at the high rate on the input's level,
-    /// so the pre-gain follows it there (x -> HP1 -> up -> drive -> *pre -> tube 1 ...).
-    void processDrive(double* x, int n) {
+    /// process(), with or without the drive section (a compile-time choice: the plain
+    /// amp's loops carry no test for it). The drive section runs at the high rate on the
+    /// input's level, so the pre-gain follows it there (x -> HP1 -> up -> drive -> *pre
+    /// -> tube 1 ...); without it the pre-gain is applied before the upsampler.
+    template <bool Drive>
+    void run(double* x, int n) {
         const int L = oversample;
         double g[kBands];
         if (L == 1) {
             for (int i = 0; i < n; ++i) {
-                const double gPre = pre_.next(), mix = driveMix_.next();
-                for (int k = 0; k < kBands; ++k) g[k] = driveGain_[k].next();
-                const double u = gPre * drive(inHp_.tick1(x[i]), mix, g);
+                double u = pre_.next();
+                if constexpr (Drive) {
+                    const double mix = driveMix_.next();
+                    for (int k = 0; k < kBands; ++k) g[k] = driveGain_[k].next();
+                    u *= drive(inHp_.tick1(x[i]), mix, g);
+                } else {
+                    u *= inHp_.tick1(x[i]);
+                }
                 x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
             }
             outputSections(x, n);
             return;
         }
+        // up the chunk, run the high-rate chain in time order, then down
         float* u = resampler.input();
-        for (int i = 0; i < n; ++i) u[i] = (float)inHp_.tick1(x[i]);
+        for (int i = 0; i < n; ++i) {
+            if constexpr (Drive) u[i] = (float)inHp_.tick1(x[i]);
+            else u[i] = (float)(pre_.next() * inHp_.tick1(x[i]));
+        }
         resampler.up(n);
         float* w[kMaxOversample];
         for (int q = 0; q < L; ++q) w[q] = resampler.plane(q);
         for (int i = 0; i < n; ++i) {
-            const double gPre = pre_.next(), mix = driveMix_.next(), gStage2 = stage2_.next(),
-                         gPost = post_.next(), gMaster = master_.next(), gLevel = level_.next();
-            for (int k = 0; k < kBands; ++k) g[k] = driveGain_[k].next();
-            for (int q = 0; q < L; ++q)
-                w[q][i] = (float)highRate(gPre * drive(w[q][i], mix, g), gStage2, gPost, gMaster, gLevel);
+            double gPre = 1.0, mix = 0.0;
+            if constexpr (Drive) {
+                gPre = pre_.next();
+                mix = driveMix_.next();
+                for (int k = 0; k < kBands; ++k) g[k] = driveGain_[k].next();
+            }
+            const double gStage2 = stage2_.next(), gPost = post_.next(), gMaster = master_.next(),
+                         gLevel = level_.next();
+            for (int q = 0; q < L; ++q) {
+                double v = w[q][i];
+                if constexpr (Drive) v = gPre * drive(v, mix, g);
+                w[q][i] = (float)highRate(v, gStage2, gPost, gMaster, gLevel);
+            }
         }
         float y[kChunk + 4];
         resampler.down(y, n);
