@@ -1060,6 +1060,7 @@ class Fitter:
         control was a gain (pa_bias, summed loss 2.39; level_db 2.41; the treble alone
         5.1), the tone stack searched as a group 1.10."""
         names = self.topo.control_names()
+        inert = {names.index(n) for n in self.topo.inert_controls()}
         for k in self.unhinted:
             kd = self.knobs[k]
             sweeps = [i for i in self.train_idx if self._off_reference(i) == [k]]
@@ -1070,7 +1071,6 @@ class Fitter:
             # the sweep's two extremes (lowest and highest setting) score each candidate
             val = lambda j: float(self.items[j]["knobs"].get(kd.name, kd.reference))  # noqa: E731
             ends = sorted({min(sweeps, key=val), max(sweeps, key=val)})
-            inert = {names.index(n) for n in self.topo.inert_controls()}
             cands = [cc for cc in torch.nonzero(self.map.mask[k]).flatten().tolist() if cc not in inert]
             units = [(cc,) for cc in cands]
             for group in self.topo.KNOB_GROUPS:
@@ -1196,9 +1196,8 @@ class Fitter:
         names = list(variants)
         if not names:
             return self._init_item(i)
-        # the structural values a run leaves set: the variant's, and the output sections'
-        # switches its small-signal init decided (they belong to the winner's controls)
-        keys = names + self.topo.switches()
+        # a run leaves the winner's shared values set: its variant's, and the output
+        # sections' switches its small-signal init decided (they belong to its controls)
         polarity, best = self.polarity, None
         chosen = {n: variants[n][0] for n in names}
         tried = []
@@ -1218,15 +1217,11 @@ class Fitter:
                 if os.environ.get("UNIT_FIT_DEBUG"):
                     print("init variant", combo, "loss", round(loss, 4), flush=True)
                 if best is None or loss < best[1]:
-                    best = (raw, loss, {k: float(self.topo.shared[k]) for k in keys}, self.polarity, combo,
-                            self._shared_state())
+                    best = (raw, loss, self.polarity, combo, self._shared_state())
                 self._check_stop()
-            chosen = dict(best[4])
-        raw, loss, state, self.polarity, _, shared = best
+            chosen = dict(best[3])
+        raw, loss, self.polarity, _, shared = best
         self._restore_shared(shared)
-        with torch.no_grad():
-            for k, v in state.items():
-                self.topo.shared[k].fill_(v)
         return raw, loss
 
     def _shared_state(self) -> dict:

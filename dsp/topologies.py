@@ -514,13 +514,11 @@ class DriveTopology(Topology):
 # amp
 # --------------------------------------------------------------------------------------
 
-#: the amp's optional band split in front of its first tube stage (shared ``band_split``):
-#: four bands, the crossovers' starting points (learnable, shared)
+#: the amp's optional band split in front of its first tube stage (shared ``band_split``)
+#: and its optional drive section (shared ``drive_section``): four bands each, the
+#: crossovers' starting points (learnable, shared; each section has its own)
 AMP_BANDS = 4
 AMP_CROSSOVERS_HZ = (300.0, 1200.0, 3200.0)
-#: the amp's optional drive section in front of the preamp (shared ``drive_section``):
-#: four bands at these crossovers' starting points (learnable, shared)
-AMP_DRIVE_CROSSOVERS_HZ = (300.0, 1200.0, 3200.0)
 #: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
 AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
                           c1_farad=470e-12, c2_farad=22e-9, c3_farad=22e-9)
@@ -653,7 +651,7 @@ class AmpTopology(Topology):
         d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
         d.update({f"band{k + 1}_drive_db": 0.0 for k in range(AMP_BANDS)})
         d["drive_section"] = 0.0
-        d.update({f"log_dxo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_DRIVE_CROSSOVERS_HZ)})
+        d.update({f"log_dxo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
         d.update({f"drive_band{k + 1}_db": 0.0 for k in range(AMP_BANDS)})
         d.update({f"drive_band{k + 1}_level_db": 0.0 for k in range(AMP_BANDS)})
         return d
@@ -677,14 +675,12 @@ class AmpTopology(Topology):
         out = {k[4:]: torch.exp(v) for k, v in s.items() if k.startswith("log_")}
         out.update({k: v.abs() + 1e-3 for k, v in s.items() if k.startswith("taper_")})
         out["tonestack_position"] = (s["tonestack_position"] > 0.5).to(s["tonestack_position"].dtype)
-        for i in range(AMP_BANDS - 1):
-            out[f"xo{i + 1}_hz"] = out[f"xo{i + 1}_hz"].clamp(40.0, 12000.0)
-        for k in range(AMP_BANDS):
-            out[f"band{k + 1}_drive_db"] = s[f"band{k + 1}_drive_db"].clamp(-24.0, 24.0)
         out["drive_section"] = (s["drive_section"] > 0.5).to(s["drive_section"].dtype)
         for i in range(AMP_BANDS - 1):
-            out[f"dxo{i + 1}_hz"] = out[f"dxo{i + 1}_hz"].clamp(40.0, 12000.0)
+            for xo in (f"xo{i + 1}_hz", f"dxo{i + 1}_hz"):
+                out[xo] = out[xo].clamp(40.0, 12000.0)
         for k in range(AMP_BANDS):
+            out[f"band{k + 1}_drive_db"] = s[f"band{k + 1}_drive_db"].clamp(-24.0, 24.0)
             out[f"drive_band{k + 1}_db"] = s[f"drive_band{k + 1}_db"].clamp(-24.0, 24.0)
             out[f"drive_band{k + 1}_level_db"] = s[f"drive_band{k + 1}_level_db"].clamp(-40.0, 24.0)
         return out
