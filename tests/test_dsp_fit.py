@@ -347,10 +347,11 @@ def test_output_lowpass_is_turned_on_by_the_magnitude_only_when_needed(output_lp
     assert float(f.topo.shared["output_lp"]) == output_lp
 
 
-def _amp_render(x, output_dc, **ctl):
-    topo = make_topology("amp", SR, 2)
+def _amp_render(x, output_dc, oversample=2, drive_section=0.0, **ctl):
+    topo = make_topology("amp", SR, oversample)
     with torch.no_grad():
         topo.shared["output_dc"].fill_(output_dc)
+        topo.shared["drive_section"].fill_(drive_section)
         return topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(ctl), exact=True)[0].numpy()
 
 
@@ -432,10 +433,8 @@ def test_a_tilting_knob_is_given_the_whole_tone_stack(groups, monkeypatch):
 
 
 def _amp_drive_render(x, **ctl):
-    topo = make_topology("amp", SR, 1)
-    with torch.no_grad():
-        topo.shared["drive_section"].fill_(1.0)
-        return topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(ctl), exact=True)[0].numpy()
+    """The amp with its drive section on, rendered at the fitter's search rate (no oversampling)."""
+    return _amp_render(x, 0.0, oversample=1, drive_section=1.0, **ctl)
 
 
 @pytest.mark.parametrize("section", [1.0, 0.0], ids=["drive-section-on", "drive-section-off"])
