@@ -155,8 +155,7 @@ def train_child(args) -> int:
 
     fitted, meta = train_block(project, args.block, minutes=args.minutes, seed=args.seed, fresh=True,
                                on_progress=progress, should_stop=should_stop,
-                               config=FitConfig(band_split=args.band_split,
-                                                variants=parse_variants(args.variant)))
+                               config=FitConfig(variants=parse_variants(args.variant)))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -181,7 +180,7 @@ def parse_variants(pairs: list[str] | None) -> dict | None:
 
 
 def train(project, block_id: str, minutes: float | None, seed: int, every: float,
-          band_split: bool = False, variants: list[str] | None = None) -> dict:
+          variants: list[str] | None = None) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -189,8 +188,6 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
                "--block", block_id, "--seed", str(seed), "--every", str(every), "--out", str(out)]
         if minutes is not None:
             cmd += ["--minutes", str(minutes)]
-        if band_split:
-            cmd += ["--band-split"]
         for v in variants or ():
             cmd += ["--variant", v]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -352,7 +349,7 @@ def run_block(key: str, args) -> dict:
     else:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
-        tr = train(project, block.id, args.minutes, args.seed, args.every, args.band_split, args.variant)
+        tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -453,8 +450,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", metavar="NAME=VALUE",
                    help="set a structural variant instead of trying it at init (FitConfig.variants), "
                         "e.g. --variant drive_section=1; repeatable")
-    p.add_argument("--band-split", action="store_true",
-                   help="amps: fit with the first stage split into bands (FitConfig.band_split)")
     p.add_argument("--settings", type=int, default=DEFAULT_SETTINGS,
                    help=f"random never-captured settings scored per block (default {DEFAULT_SETTINGS})")
     p.add_argument("--signal-seconds", type=float, default=DEFAULT_SIGNAL_S,

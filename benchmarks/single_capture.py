@@ -8,7 +8,7 @@ its output keeps DC and whether its first stage splits into bands)::
 
     python benchmarks/fidelity.py --plugin metalhead --minutes 4   # makes the project
     python benchmarks/single_capture.py metalhead Tone_7p5 [--steps 600]
-    python benchmarks/single_capture.py metalhead Chaos_Full_14 --band-split
+    python benchmarks/single_capture.py metalhead Chaos_Full_14 --variant band_split=1
     python benchmarks/single_capture.py studiopre Master_10p0 --bands guitarix
 
 It also prints where the error is: its share of the error power and the ESR within
@@ -40,8 +40,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bands", choices=("off", "guitarix", "generic"), default="off",
                     help="experimental multiband amp: crossovers at Guitarix's 86/210/1200/6531 Hz "
                          "or at 100/300/1000/3000 Hz, learnable either way (default off)")
-    ap.add_argument("--band-split", action="store_true",
-                    help="amps: the first stage split into bands (FitConfig.band_split)")
     ap.add_argument("--variant", action="append", metavar="NAME=VALUE",
                     help="set a structural variant instead of trying it (FitConfig.variants), e.g. "
                          "drive_section=1; repeatable")
@@ -76,7 +74,7 @@ def main(argv=None) -> int:
         amp_multiband.install({"guitarix": amp_multiband.GUITARIX_CROSSOVERS_HZ,
                                "generic": amp_multiband.GENERIC_CROSSOVERS_HZ}[args.bands])
     cfg = FitConfig(per_capture_steps=args.steps, curve_steps=10, joint_steps=args.steps // 2,
-                    oversample=args.oversample, band_split=args.band_split,
+                    oversample=args.oversample,
                     variants=parse_variants(args.variant))
     t = time.time()
     block = fit_block(loaded.block.topology, [], [it], config=cfg)
@@ -87,7 +85,7 @@ def main(argv=None) -> int:
                if k in shared}
     print(f"{args.key} {it.name}: ESR {rep['train']['median']:.4f} ({rep['train']['verdict']}), "
           f"latency {rep['items'][0]['latency_samples']:.2f} samples, {choices}, "
-          f"{time.time() - t:.0f} s ({args.steps} steps, bands {args.bands}, band split {int(args.band_split)}, oversample {args.oversample})")
+          f"{time.time() - t:.0f} s ({args.steps} steps, bands {args.bands}, oversample {args.oversample})")
     if experimental:
         xo = {k: round(v, 3) for k, v in shared.items() if k.startswith("xo")}
         print(f"  crossovers after the fit: {xo}")

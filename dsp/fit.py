@@ -55,6 +55,7 @@ import torch
 
 from dsp import losses
 from dsp.controls import KnobControlMap, KnobDef
+from dsp.structure import check_structure
 from dsp.topologies import OUTPUT_LP_CONTROLS, Topology, make_topology
 
 __all__ = ["FitConfig", "Fitter", "measure_latency", "excess_delay", "shift_signal", "STAGES", "CHECKPOINT_VERSION"]
@@ -76,14 +77,9 @@ class FitConfig:
     search_excerpt_s: float = 0.25  # excerpt length for the search
     refine_starts: int = 3          # best candidates refined per item
     refine_steps: int = 40
-    # the amp's first stage split into bands (shared ``band_split``, see
-    # dsp.topologies.AmpTopology._tube1). Not decided from the captures yet: from equal
-    # band drives the split scores worse at init than without it and better after
-    # training (Guitarix's MetalHead, one capture: init loss 0.44 against 0.27; ESR
-    # after 600 steps 0.22 against 0.40), so it is this option, off by default
-    band_split: bool = False
-    # structural variants set rather than tried at init ({name: value}, names from
-    # ``Topology.VARIANTS``, e.g. {"drive_section": 1.0}); the rest are decided as usual
+    # structural options set rather than tried at init ({name: 0 or 1}, names from
+    # ``dsp.structure.STRUCTURE``, e.g. {"drive_section": 1, "band_split": 1}; a rig's
+    # block sets them with ``structure = {...}``); the rest are decided as usual
     variants: dict | None = None
     per_capture_steps: int = 200
     curve_steps: int = 300
@@ -288,6 +284,8 @@ class Fitter:
         self.cfg = config or FitConfig()
         self.sr = srs.pop()
         self.topology_name = topology
+        self._set_variants()  # a misspelt structural option stops here, before any work
+        self._linear_cache: dict = {}  # _linear_init's fits
         self.knobs = list(knobs)
         self.items = items
         self.seed = int(seed)
@@ -749,6 +747,23 @@ class Fitter:
         scale, where its stages are linear), which sets the filters and tone stack that
         a gain/bias search alone cannot find."""
         c, topo = self.cfg, self.topo
+        # the variants that only reorder linear filters (the amp's tone-stack position)
+        # leave the small-signal response as it is: one fit serves them all
+        key = (i, tuple(float(topo.shared[k]) for k in topo.VARIANTS if k not in topo.SMALL_SIGNAL_INVARIANT))
+        cache = self._linear_cache
+        if key in cache:
+            raw, switches = cache[key]
+            with torch.no_grad():
+                for k, v in switches.items():
+                    topo.shared[k].fill_(v)
+            return raw.clone()
+        raw = self._linear_fit(i)
+        cache[key] = (raw.clone(), {k: float(topo.shared[k]) for k in topo.switches()})
+        return raw
+
+    def _linear_fit(self, i: int) -> torch.Tensor:
+        """:meth:`_linear_init`'s fit (it sets the output sections' switches)."""
+        c, topo = self.cfg, self.topo
         n = 4096
         f, H, usable = self._response(i, n, quiet=not topo.LINEAR)
         mag = 20 * np.log10(np.abs(H) + 1e-9)
@@ -988,9 +1003,6 @@ class Fitter:
             if self.step == 0:
                 self._output_dc_init()
                 r = self._reference_item()
-                if self.cfg.band_split and self.topo.BAND_SPLIT:
-                    with torch.no_grad():
-                        self.topo.shared["band_split"].fill_(1.0)
                 raw, loss = self._init_variants(r)
                 self._check_stop()
                 with torch.no_grad():
@@ -1188,11 +1200,8 @@ class Fitter:
         declared order, each with the ones before it at their winners (n values each:
         1 + sum(n - 1) searches, not the product's)."""
         variants = dict(self.topo.VARIANTS)
-        for k, v in (self.cfg.variants or {}).items():
-            if k not in variants:
-                raise ValueError(f"FitConfig.variants: {k!r} is not a structural variant of the "
-                                 f"{self.topo.NAME} topology (it has: {', '.join(variants) or 'none'})")
-            variants[k] = (float(v),)
+        for k, v in self._set_variants().items():
+            variants[k] = (v,)
         names = list(variants)
         if not names:
             return self._init_item(i)
@@ -1223,6 +1232,13 @@ class Fitter:
         raw, loss, self.polarity, _, shared = best
         self._restore_shared(shared)
         return raw, loss
+
+    def _set_variants(self) -> dict[str, float]:
+        """``FitConfig.variants``, checked against the topology's structural options."""
+        try:
+            return check_structure(self.topology_name, self.cfg.variants or {})
+        except ValueError as exc:
+            raise ValueError(f"FitConfig.variants: {exc}") from None
 
     def _shared_state(self) -> dict:
         return {k: v.detach().clone() for k, v in self.topo.shared.items()}

@@ -42,6 +42,7 @@ from dsp.dynamics import envelope_rms, sag_gain
 from dsp.filters import biquad_coeffs, iir_filter, onepole_coeffs
 from dsp.shapers import asym_soft_clip, downsample, push_pull, tube_stage, upsample
 from dsp.tonestack import tonestack_coeffs
+from dsp.structure import STRUCTURE
 
 __all__ = [
     "ControlSpec",
@@ -216,8 +217,11 @@ class Topology(nn.Module):
     #: (keywords, controls); the first keyword found in the lower-cased knob name wins
     NAME_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     #: structural choices: shared values (no gradient) the fitter tries at init,
-    #: {name: (value, ...)}; see AmpTopology
+    #: {name: (value, ...)}, from :data:`dsp.structure.STRUCTURE`; see AmpTopology
     VARIANTS: dict[str, tuple[float, ...]] = {}
+    #: the variants that only reorder linear filters, so the small-signal response is the
+    #: same at every value (the fitter's small-signal init runs once for them)
+    SMALL_SIGNAL_INVARIANT: tuple[str, ...] = ()
     #: the topology ends in an optional output all-pass (two 2nd-order sections, controls
     #: ``ap1_hz ap1_q ap2_hz ap2_q``), on when the shared value ``allpass`` is 1. It
     #: changes the phase only: a device that is not minimum-phase (Guitarix's amps carry
@@ -247,8 +251,6 @@ class Topology(nn.Module):
     #: sections that are always on in a new fit, behind a shared switch only so that a
     #: twin saved before the section existed (no such shared value: off) renders as it did
     SWITCHES_ON: tuple[str, ...] = ()
-    #: the topology has the shared switch ``band_split`` (the amp's multiband first stage)
-    BAND_SPLIT = False
 
     def __init__(self, sample_rate: float = 48000.0, oversample: int = 2):
         super().__init__()
@@ -266,8 +268,7 @@ class Topology(nn.Module):
         """The shared on/off values of the optional sections (no gradient)."""
         return ((["output_lp"] if cls.OUTPUT_LP else []) + (["allpass"] if cls.ALLPASS else [])
                 + (["allpass2"] if cls.ALLPASS and cls.ALLPASS_SECTIONS == 4 else [])
-                + (["output_dc"] if cls.OUTPUT_DC else []) + (["band_split"] if cls.BAND_SPLIT else [])
-                + list(cls.SWITCHES_ON))
+                + (["output_dc"] if cls.OUTPUT_DC else []) + list(cls.SWITCHES_ON))
 
     def init_values(self) -> dict[str, float]:
         """Physical control values the fitter's init starts every candidate from (and does
@@ -602,7 +603,6 @@ class AmpTopology(Topology):
     ALLPASS_SECTIONS = 4
     OUTPUT_LP = True
     OUTPUT_DC = True
-    BAND_SPLIT = True
     SEARCH = ("pre_gain_db", "stage2_gain_db", "post_gain_db", "master_db", "tube1_bias",
               "tube2_bias")
     SMALL_SIGNAL = ("in_hp_hz", "inter1_hp_hz", "inter1_lp_hz", "inter2_hp_hz", "inter2_lp_hz",
@@ -629,21 +629,24 @@ class AmpTopology(Topology):
                   (("pre", "gain", "drive"), ("pre_gain_db",)),
                   (("volume", "level", "output"), ("level_db",)))
 
-    #: structural choices the fitter tries at init (shared values no gradient moves):
-    #: the tone stack after both tube stages (0, Marshall-like: the stack follows the
-    #: preamp) or between them (1, Fender-like: V1A -> stack -> volume -> V1B). Where it
-    #: sits decides which frequencies the second stage clips first (measured on
-    #: Guitarix's Studio Preamp: at noon, 5 kHz compresses from -56 dBFS, 1 kHz from -40).
-    #: (Whether the first tube stage splits into bands, ``band_split``, is not a variant:
-    #: from equal band drives the split scores worse at init than the plain stage, so
-    #: it is the fit option ``FitConfig.band_split``.)
-    #: And whether a drive section runs in front of the preamp (``drive_section``, see
-    #: :meth:`_drive`): off unless set (``FitConfig.variants={"drive_section": 1}``). The
-    #: init cannot decide it yet: on the MetalHead's reference capture (Drive 5) it scored
-    #: worse at init (0.45 against 0.27) and no better after a short fit of that capture;
-    #: set by hand, it took the held-out median from 0.40 to 0.31 (benchmarks/README.md,
-    #: "session 9"). Gradient from a fit without it does not find it ("session 8").
-    VARIANTS = {"tonestack_position": (0.0, 1.0), "drive_section": (0.0,)}
+    #: structural choices (shared values no gradient moves; :data:`dsp.structure.STRUCTURE`
+    #: lists them for the rig file, which may set them: ``structure = {drive_section = 1}``):
+    #: - ``tonestack_position``, tried at init: the tone stack after both tube stages (0,
+    #:   Marshall-like: the stack follows the preamp) or between them (1, Fender-like:
+    #:   V1A -> stack -> volume -> V1B). Where it sits decides which frequencies the
+    #:   second stage clips first (measured on Guitarix's Studio Preamp: at noon, 5 kHz
+    #:   compresses from -56 dBFS, 1 kHz from -40).
+    #: - ``drive_section`` (:meth:`_drive`), off unless set. The init cannot decide it
+    #:   yet: on the MetalHead's reference capture (Drive 5) it scored worse at init (0.45
+    #:   against 0.27) and no better after a short fit of that capture; set by hand, it
+    #:   took the held-out median from 0.40 to 0.31 (benchmarks/README.md, "session 9").
+    #:   Gradient from a fit without it does not find it ("session 8").
+    #: - ``band_split`` (:meth:`_tube1`), off unless set: from equal band drives the
+    #:   split scores worse at init than the plain stage (MetalHead: 0.44 against 0.27)
+    #:   and better after training (one capture, 600 steps: 0.22 against 0.40).
+    VARIANTS = {o.name: o.tried for o in STRUCTURE["amp"]}
+    #: at small signal the tube stages are gains and every filter commutes
+    SMALL_SIGNAL_INVARIANT = ("tonestack_position",)
 
     def _shared_init(self):
         d = {f"log_{k}": math.log(v) for k, v in AMP_TONESTACK_INIT.items()}
@@ -651,6 +654,7 @@ class AmpTopology(Topology):
         d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
         d.update({f"band{k + 1}_drive_db": 0.0 for k in range(AMP_BANDS)})
         d["drive_section"] = 0.0
+        d["band_split"] = 0.0
         d.update({f"log_dxo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
         d.update({f"drive_band{k + 1}_db": 0.0 for k in range(AMP_BANDS)})
         d.update({f"drive_band{k + 1}_level_db": 0.0 for k in range(AMP_BANDS)})
@@ -674,8 +678,8 @@ class AmpTopology(Topology):
         s = self.shared
         out = {k[4:]: torch.exp(v) for k, v in s.items() if k.startswith("log_")}
         out.update({k: v.abs() + 1e-3 for k, v in s.items() if k.startswith("taper_")})
-        out["tonestack_position"] = (s["tonestack_position"] > 0.5).to(s["tonestack_position"].dtype)
-        out["drive_section"] = (s["drive_section"] > 0.5).to(s["drive_section"].dtype)
+        for k in self.VARIANTS:
+            out[k] = (s[k] > 0.5).to(s[k].dtype)
         for i in range(AMP_BANDS - 1):
             for xo in (f"xo{i + 1}_hz", f"dxo{i + 1}_hz"):
                 out[xo] = out[xo].clamp(40.0, 12000.0)

@@ -162,11 +162,13 @@ def _upgrade_knob_map(d: dict, topology: str) -> dict:
 
 
 def _upgrade_shared(shared: dict, topology: str) -> dict:
-    """Shared values saved before the topology gained a section switch: the switch is
-    off (0), so the twin computes what it computed (a new fit sets every switch)."""
+    """Shared values saved before the topology gained a section switch or structural
+    option: it is off (0), so the twin computes what it computed (a new fit sets every
+    one)."""
     from dsp.topologies import TOPOLOGIES
 
-    for k in TOPOLOGIES[topology].switches():
+    topo = TOPOLOGIES[topology]
+    for k in [*topo.VARIANTS, *topo.switches()]:
         shared.setdefault(k, 0.0)
     return shared
 

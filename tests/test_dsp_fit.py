@@ -485,13 +485,17 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
         return real(self, i)
 
     monkeypatch.setattr(Fitter, "_init_item", spy)
+    fits = []
+    real_fit = Fitter._linear_fit
+    monkeypatch.setattr(Fitter, "_linear_fit", lambda self, i: fits.append(i) or real_fit(self, i))
     cfg = dict(search_candidates=8, search_excerpt_s=0.1, refine_steps=3, oversample=1, search_oversample=1)
     f = Fitter("amp", [], items, seed=0, config=FitConfig(**cfg))
     f._prepare()
     f._should_stop = lambda: False  # run() sets it
     f._init_variants(0)
-    assert tried == [{"tonestack_position": 0.0, "drive_section": 0.0},
-                     {"tonestack_position": 1.0, "drive_section": 0.0}]
+    assert tried == [{"tonestack_position": 0.0, "drive_section": 0.0, "band_split": 0.0},
+                     {"tonestack_position": 1.0, "drive_section": 0.0, "band_split": 0.0}]
+    assert fits == [0]  # one small-signal fit serves both tone-stack positions
     assert float(f.topo.shared["drive_section"]) == 0.0
 
     tried.clear()
@@ -504,11 +508,11 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
     c = f.topo.get_controls(raw[None])
     assert float(c["drive_mix"]) > 0.999 and abs(float(c["drive_db"]) - 24.0) < 1e-3  # the best start, unrefined
 
-    f = Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive": 1}, **cfg))
-    f._prepare()
-    f._should_stop = lambda: False  # run() sets it
-    with pytest.raises(ValueError, match="'drive' is not a structural variant of the amp topology"):
-        f._init_variants(0)
+    # a misspelt or impossible option stops the fitter before any work
+    with pytest.raises(ValueError, match="'drive' is not a structural option of the amp topology \\(its options: tonestack_position"):
+        Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive": 1}, **cfg))
+    with pytest.raises(ValueError, match="drive_section = 2: write 0 or 1"):
+        Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive_section": 2}, **cfg))
 
 
 @pytest.mark.parametrize("delay", [0, 5])

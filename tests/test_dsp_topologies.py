@@ -232,3 +232,40 @@ def test_gradcheck_float64_amp_with_the_drive_section():
     raw0 = _random_raw(topo, 1, seed=10, spread=0.2).double()
     assert torch.autograd.gradcheck(lambda r: topo(x, r)[:, ::16], (raw0.requires_grad_(True),),
                                     eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_structural_options_are_the_topologys_variants_and_off_by_default(name):
+    """The rig file is checked against ``dsp.structure`` (no torch); each option is a
+    variant of the topology with a shared value that starts at 0 and maps to 0/1."""
+    from dsp.structure import STRUCTURE
+
+    topo = make_topology(name, SR)
+    assert {o.name: o.tried for o in STRUCTURE[name]} == topo.VARIANTS
+    for k in topo.VARIANTS:
+        assert float(topo.shared[k]) == 0.0 and not topo.shared[k].requires_grad
+        with torch.no_grad():
+            topo.shared[k].fill_(0.7)
+        assert float(topo.shared_physical()[k]) == 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_small_signal_invariant_variants_leave_the_small_signal_response(name):
+    """The fitter fits the small-signal response once for the variants declared
+    ``SMALL_SIGNAL_INVARIANT`` (the amp's tone-stack position): at 1e-5 of full scale
+    the impulse response is the same at every value, and at full level it is not."""
+    topo = make_topology(name, SR, oversample=2)
+    raw = _random_raw(topo, 2, seed=4)
+    for k in topo.SMALL_SIGNAL_INVARIANT:
+        out = {}
+        for amp in (1e-5, 0.5):
+            x = torch.zeros(2, 2048, dtype=torch.float64)
+            x[:, 10] = amp
+            h = []
+            for v in topo.VARIANTS[k]:
+                with torch.no_grad():
+                    topo.shared[k].fill_(v)
+                    h.append(topo(x, raw) / amp)
+            out[amp] = _esr(h[0], h[1])
+        assert out[1e-5] < 1e-6 and out[0.5] > 1e-3, (k, out)
+    assert name != "amp" or topo.SMALL_SIGNAL_INVARIANT == ("tonestack_position",)

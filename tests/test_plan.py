@@ -126,6 +126,49 @@ def test_rig_error_names_line_and_fix():
     assert f"rig.toml line {line}" in msg and "role must be one of sweep, chaos, fixed" in msg and "'swep'" in msg
 
 
+AMP_RIG = """
+format = 1
+project = "Amp"
+rig_folder = "Amp Rig"
+[[blocks]]
+id = "02_Amp"
+topology = "amp"
+structure = { drive_section = 1, band_split = 0 }
+  [[blocks.knobs]]
+  name = "Gain"
+"""
+
+
+def test_rig_structure_parses_round_trips_and_is_optional():
+    """A block's ``structure`` (what the user knows of the circuit) reaches the Block as
+    numbers, survives the setup screen's to_toml, and is absent unless written."""
+    rig = parse_rig(AMP_RIG)
+    assert rig.blocks[0].structure == (("drive_section", 1.0), ("band_split", 0.0))
+    assert parse_rig(rig.to_toml()) == rig
+    plain = parse_rig(AMP_RIG.replace("structure = { drive_section = 1, band_split = 0 }\n", ""))
+    assert plain.blocks[0].structure == () and "structure" not in plain.to_toml()
+
+
+@pytest.mark.parametrize("topology,bad,words", [
+    ("amp", "structure = { drive = 1 }", "'drive' is not a structural option of the amp topology (its "
+                                         "options: tonestack_position, drive_section, band_split, each 0 or 1)"),
+    ("amp", "structure = { drive_section = 2 }", "drive_section = 2: write 0 or 1 (1: a four-band clipper"),
+    ("amp", "structure = { drive_section = true }", "drive_section = True: write 0 or 1"),
+    ("amp", "structure = \"drive_section\"", "structure must be a table of 0/1 values"),
+    ("drive", "structure = { band_split = 1 }", "'band_split' is not a structural option of the drive "
+                                                "topology (it has none)"),
+])
+def test_rig_structure_errors_name_the_line_and_the_options(topology, bad, words):
+    text = (AMP_RIG.replace("structure = { drive_section = 1, band_split = 0 }", bad)
+            .replace('topology = "amp"', f'topology = "{topology}"'))
+    with pytest.raises(RigError) as err:
+        parse_rig(text, source="rig.toml")
+    msg = str(err.value)
+    line = text.splitlines().index(bad) + 1
+    assert msg.startswith(f"rig.toml line {line}: block 02_Amp: structure"), msg
+    assert words in msg, msg
+
+
 def test_rig_bad_toml_gives_line():
     with pytest.raises(RigError, match=r"not valid TOML.*line 3"):
         parse_rig('format = 1\nproject = "x"\nrig_folder = = 2\n')

@@ -94,3 +94,62 @@ def test_export_cli_writes_the_plugin_folder_and_never_overwrites(trained, tmp_p
     before = (out / "model.json").read_bytes()
     assert main(["export", str(trained.root), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err and (out / "model.json").read_bytes() == before
+
+
+def test_the_rig_structure_reaches_the_fit(tmp_path, monkeypatch):
+    """An amp block whose rig says ``structure = { drive_section = 1 }`` is fitted with
+    its drive section on (the init leaves it off otherwise); the saved twin renders with
+    it."""
+    from conftest import strummed_input
+
+    from unit_tui.audio_io import write_wav_atomic
+    from unit_tui.capture import missing_captures, run_captures
+    from unit_tui.project import Project
+    from dsp.fit import FitConfig
+    from unit_tui.training import load_model, train_block
+
+    rig = """
+format = 1
+project = "Boosted"
+rig_folder = "Boosted Rig"
+[[blocks]]
+id = "02_Amp"
+topology = "amp"
+structure = { drive_section = 1 }
+  [[blocks.knobs]]
+  name = "Gain"
+  sweep = [0, 10]
+"""
+    sf.write(tmp_path / "in.wav", strummed_input(1.5), 48000, subtype="PCM_24")
+    project = Project.create(tmp_path / "proj", rig, input_wav=tmp_path / "in.wav")
+
+    def render(project, capture, output):
+        x = project.load_input().audio
+        g = 2.0 + capture.setting["Gain"]
+        write_wav_atomic(output, 0.5 * np.tanh(g * x), 48000, subtype="PCM_24")
+
+    assert all(o.ok for o in run_captures(project, missing_captures(project), render))
+    tiny = dict(oversample=1, search_candidates=4, search_excerpt_s=0.1, refine_steps=2, per_capture_steps=5,
+                curve_steps=5, joint_steps=5, line_search_points=3, val_items=2)
+    twin, _ = train_block(project, "02_Amp", fresh=True, config=FitConfig(**tiny))
+    assert twin.shared_raw["drive_section"] == 1.0 and twin.shared_raw["band_split"] == 0.0
+    assert load_model(project, "02_Amp").shared_raw == twin.shared_raw
+    # a config that names the option wins over the rig (the benchmarks' --variant)
+    import dsp.twin
+
+    seen = []
+
+    def spy(*args, config=None, **kw):
+        seen.append(config.variants)
+        raise KeyboardInterrupt  # stop before any work
+
+    monkeypatch.setattr(dsp.twin, "fit_block", spy)
+    with pytest.raises(KeyboardInterrupt):
+        train_block(project, "02_Amp", fresh=True, config=FitConfig(variants={"drive_section": 0, "band_split": 1}))
+    assert seen == [{"drive_section": 0, "band_split": 1}]
+    from dsp.twin import FittedBlock
+
+    off = FittedBlock.from_dict(dict(twin.to_dict(), shared_raw=dict(twin.shared_raw, drive_section=0.0)))
+    x = project.load_input().audio
+    y_on, y_off = twin.render({"Gain": 5.0}, x, 48000), off.render({"Gain": 5.0}, x, 48000)
+    assert np.abs(y_on - y_off).max() > 1e-3  # the section is in the rendered path

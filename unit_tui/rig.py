@@ -151,6 +151,9 @@ class Block:
     plugin_name: str | None = None  # which plugin of a file that holds several
     plugin_params: tuple[tuple[str, float | str | bool], ...] = ()
     plugin_tail: float = DEFAULT_PLUGIN_TAIL_S
+    # structural options the fit takes as given instead of deciding them
+    # (dsp.structure.STRUCTURE; e.g. (("drive_section", 1.0),) for an amp with a boost)
+    structure: tuple[tuple[str, float], ...] = ()
 
     @property
     def modelled_knobs(self) -> tuple[Knob, ...]:
@@ -184,6 +187,7 @@ class Block:
             **({"plugin_name": self.plugin_name} if self.plugin_name is not None else {}),
             **({"plugin_params": dict(self.plugin_params)} if self.plugin_params else {}),
             **({"plugin_tail": self.plugin_tail} if self.plugin_tail != DEFAULT_PLUGIN_TAIL_S else {}),
+            **({"structure": {k: int(v) for k, v in self.structure}} if self.structure else {}),
             "knobs": [k.to_toml_dict() for k in self.knobs],
         }
 
@@ -264,10 +268,10 @@ _KNOB_FIELDS = {
     "chaos_limits", "fixed", "affects", "plugin_param", "plugin_range", "plugin_values",
 }
 _BLOCK_FIELDS = {"id", "name", "topology", "chaos_count", "chaos_seed", "knobs",
-                 "plugin", "plugin_name", "plugin_params", "plugin_tail"}
-#: fields of capture --plugin; an error about one points at its own line
-PLUGIN_FIELDS = ("plugin_params", "plugin_param", "plugin_range", "plugin_values", "plugin_tail",
-                 "plugin_name", "plugin")
+                 "plugin", "plugin_name", "plugin_params", "plugin_tail", "structure"}
+#: fields an error points at by their own line (capture --plugin's, the block's structure)
+LINE_FIELDS = ("plugin_params", "plugin_param", "plugin_range", "plugin_values", "plugin_tail",
+               "plugin_name", "plugin", "structure")
 
 
 def _plugin_value(v: Any, what: str) -> float | str | bool:
@@ -484,7 +488,26 @@ def _parse_block(raw: Any, index: int) -> Block:
         raise RigError(f"block {bid}: name must be text.")
     plugin, plugin_name, plugin_params, plugin_tail = _parse_block_plugin(raw, bid, knobs)
     return Block(id=bid, name=name, topology=topology, knobs=knobs, chaos_count=chaos_count, chaos_seed=seed,
-                 plugin=plugin, plugin_name=plugin_name, plugin_params=plugin_params, plugin_tail=plugin_tail)
+                 plugin=plugin, plugin_name=plugin_name, plugin_params=plugin_params, plugin_tail=plugin_tail,
+                 structure=_parse_structure(raw.get("structure"), bid, topology))
+
+
+def _parse_structure(raw: Any, bid: str, topology: str) -> tuple[tuple[str, float], ...]:
+    """The block's ``structure = { drive_section = 1 }``: what the user knows of the
+    circuit, which the fit then takes as given (dsp.structure lists the options)."""
+    from dsp.structure import STRUCTURE, check_structure  # no torch
+
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        options = ", ".join(o.name for o in STRUCTURE.get(topology, ())) or "none"
+        raise RigError(f"block {bid}: structure must be a table of 0/1 values, e.g. "
+                       f"structure = {{ drive_section = 1 }} (the {topology} topology's options: {options}).")
+    try:
+        values = check_structure(topology, raw)
+    except ValueError as exc:
+        raise RigError(f"block {bid}: structure: {exc}.") from None
+    return tuple(values.items())
 
 
 def rig_from_dict(data: dict[str, Any]) -> Rig:
@@ -535,11 +558,11 @@ def parse_rig(text: str, source: str = "rig.toml") -> Rig:
         elif m:
             line = where.line_of(f'"{m.group(1)}"')
         if m:
-            # a capture --plugin field: point at its own line (after the block / knob)
+            # a capture --plugin field or the structure: point at its own line (after the block / knob)
             after = msg[m.end():].lstrip()
             head = f" {after.split(';')[0]} "
-            field = (next((f for f in PLUGIN_FIELDS if after.startswith(f)), None)
-                     or next((f for f in PLUGIN_FIELDS if f" {f} " in head), None))
+            field = (next((f for f in LINE_FIELDS if after.startswith(f)), None)
+                     or next((f for f in LINE_FIELDS if f" {f} " in head), None))
             if field and line:
                 knob_level = m.re.pattern.startswith("knob")
                 end = where.line_of("[[blocks" if knob_level else "[[blocks]]", after=line) or len(where.lines) + 1

@@ -107,7 +107,12 @@ def train_block(project: Project, block_id: str, *, minutes: float | None = None
                 fresh: bool = False, on_progress: Callable | None = None,
                 should_stop: Callable[[], bool] | None = None, config=None):
     """Fit one block and save its twin. Resumes from the checkpoint unless ``fresh``.
-    ``config``: a :class:`dsp.fit.FitConfig` (the defaults otherwise)."""
+    ``config``: a :class:`dsp.fit.FitConfig` (the defaults otherwise). The rig's
+    ``structure`` for the block is set in it (its own ``variants`` win where both name
+    an option)."""
+    from dataclasses import replace
+
+    from dsp.fit import FitConfig
     from dsp.twin import fit_block
 
     from .fsutil import atomic_write_bytes
@@ -121,6 +126,9 @@ def train_block(project: Project, block_id: str, *, minutes: float | None = None
     ckpt = checkpoint_path(project, block_id)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     resumed = ckpt.exists() and not fresh
+    if loaded.block.structure:
+        config = config or FitConfig()
+        config = replace(config, variants={**dict(loaded.block.structure), **(config.variants or {})})
     fitted = fit_block(
         loaded.block.topology, knob_specs(loaded.block), loaded.items, seed=seed,
         time_budget_s=None if minutes is None else minutes * 60.0,
