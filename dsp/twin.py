@@ -255,9 +255,13 @@ class FittedBlock:
 
         ``{"items": [{name, holdout, esr, verdict, latency_samples, knobs}],
         "train": {mean, median, worst, count, verdict} | None, "holdout": ... | None,
-        "status": "complete" | "cancelled" | "budget", "fit_seconds", ...}``
-        """
-        return dict(self._report, status=self.status)
+        "status": "complete" | "cancelled" | "budget", "structure": {option: 0 | 1},
+        "fit_seconds", ...}`` (``structure``: the topology's structural options as this
+        twin has them, ``dsp.structure``)"""
+        from dsp.structure import STRUCTURE
+
+        structure = {o.name: int(self.shared_raw.get(o.name, 0.0) > 0.5) for o in STRUCTURE[self.topology]}
+        return dict(self._report, status=self.status, structure=structure)
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:

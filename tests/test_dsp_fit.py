@@ -865,3 +865,47 @@ def test_amp_twin_saved_before_output_dc_renders_the_same():
     dc = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,
                                 shared={"output_dc": 1.0}, base={"pa_imbalance": 0.5})
     assert not np.allclose(dc.render({}, x, SR), new.render({}, x, SR), atol=1e-4)
+
+
+def test_knob_inference_prefers_controls_no_other_knob_drives(monkeypatch):
+    """A knob is a pot of its own: knob inference gives an unhinted knob a control that
+    another knob already drives (by its hints, or inferred before it) only when that
+    candidate beats the best free one clearly (``SHARED_CONTROL_MARGIN``). The line
+    searches are replaced by a table of losses, so the rule itself is what is tested."""
+    from dsp.controls import KnobDef
+    from dsp.fit import Fitter
+
+    x = guitar_like(0.3, seed=3)
+    knobs = {"Gain": 5.0, "Alpha": 5.0, "Beta": 5.0}
+    items = [dict(name="ref", knobs=dict(knobs), input=x, target=x, sample_rate=SR, latency_samples=0.0,
+                  holdout=False)]
+    for name in ("Alpha", "Beta"):
+        for v in (0.0, 10.0):
+            items.append(dict(name=f"{name}_{v:g}", knobs=dict(knobs, **{name: v}), input=x, target=x,
+                              sample_rate=SR, latency_samples=0.0, holdout=False))
+    # summed over a sweep's two ends; every other candidate scores 5
+    loss = {"Alpha": {"pre_gain_db": 0.9, "drive_db": 1.0, "post_gain_db": 1.5},
+            "Beta": {"drive_db": 1.0, "post_gain_db": 1.1, "master_db": 2.0}}
+
+    def run(beta_drive_loss):
+        table = dict(loss, Beta=dict(loss["Beta"], drive_db=beta_drive_loss))
+        f = Fitter("amp", [KnobDef("Gain", affects=("pre_gain_db",)), KnobDef("Alpha"), KnobDef("Beta")],
+                   items, seed=0, config=SEARCH_CFG)
+        names = f.topo.control_names()
+        with torch.no_grad():
+            f.topo.shared["drive_section"].fill_(1.0)  # its controls are candidates
+
+        def fake(i, k, start=None, controls=None):
+            unit = "+".join(names[c] for c in controls)
+            return f.item_raw[i].clone(), table[f.knobs[k].name].get(unit, 5.0) / 2
+
+        monkeypatch.setattr(f, "_line_search", fake)
+        f._infer_affects()
+        return {kd.name: kd.affects for kd in f.map.knobs}
+
+    got = run(1.0)
+    assert got["Gain"] == ("pre_gain_db",)
+    assert got["Alpha"] == ("drive_db",)        # Gain drives pre_gain_db (0.9 is not clearly below 1.0)
+    assert got["Beta"] == ("post_gain_db",)     # Alpha now drives drive_db (1.0 against 1.1)
+    assert run(0.8)["Beta"] == ("drive_db",)    # shared, but clearly better (0.8 < 0.8 * 1.1)
+    assert Fitter.SHARED_CONTROL_MARGIN == 0.8

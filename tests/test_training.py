@@ -96,7 +96,7 @@ def test_export_cli_writes_the_plugin_folder_and_never_overwrites(trained, tmp_p
     assert "not empty" in capsys.readouterr().err and (out / "model.json").read_bytes() == before
 
 
-def test_the_rig_structure_reaches_the_fit(tmp_path, monkeypatch):
+def test_the_rig_structure_reaches_the_fit(tmp_path, monkeypatch, capsys):
     """An amp block whose rig says ``structure = { drive_section = 1 }`` is fitted with
     its drive section on (the init leaves it off otherwise); the saved twin renders with
     it."""
@@ -134,6 +134,15 @@ structure = { drive_section = 1 }
     twin, _ = train_block(project, "02_Amp", fresh=True, config=FitConfig(**tiny))
     assert twin.shared_raw["drive_section"] == 1.0 and twin.shared_raw["band_split"] == 0.0
     assert load_model(project, "02_Amp").shared_raw == twin.shared_raw
+    assert main(["report", str(project.root), "--json"]) == 0  # the report says what the fit used
+    structure = json.loads(capsys.readouterr().out)["02_Amp"]["structure"]
+    assert structure["drive_section"] == 1 and structure["band_split"] == 0
+    assert set(structure) == {"tonestack_position", "drive_section", "band_split"}
+    assert main(["report", str(project.root)]) == 0
+    assert "structure: tonestack_position" in capsys.readouterr().out
+    from unit_tui.analysis import accuracy_text  # the results screen's summary
+
+    assert "Structure: drive_section" in accuracy_text(twin.report())
     # a config that names the option wins over the rig (the benchmarks' --variant)
     import dsp.twin
 

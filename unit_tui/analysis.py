@@ -136,6 +136,10 @@ def accuracy_text(report: dict | None) -> str:
     if train:
         parts.append(f"On its {train.get('count', 0)} training captures: median {train['median']:.4f} "
                      f"({verdict(train['median'])}).")
+    if report.get("structure"):
+        on = [k for k, v in report["structure"].items() if v]
+        parts.append(f"Structure: {', '.join(on) if on else 'none of ' + ', '.join(report['structure'])} on "
+                     "(the rig's structure = {...} sets them).")
     return " ".join(parts)
 
 

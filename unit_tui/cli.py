@@ -270,6 +270,9 @@ def _print_report(block_id: str, rep: dict | None) -> None:
               f" worst {_verdict_line(hold.get('worst'))}")
     else:
         print("  no held-out captures: add chaos presets (add-chaos) to measure accuracy at unseen settings")
+    if rep.get("structure"):
+        print("  structure: " + ", ".join(f"{k} {v}" for k, v in rep["structure"].items())
+              + " (set them in the rig: structure = { ... })")
     items = sorted(rep.get("items") or [], key=lambda it: -(it.get("esr") or 0))
     for it in items:
         tag = " (held out)" if it.get("holdout") else ""
