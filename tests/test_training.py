@@ -142,7 +142,8 @@ structure = { drive_section = 1 }
     assert "structure: tonestack_position" in capsys.readouterr().out
     from unit_tui.analysis import accuracy_text  # the results screen's summary
 
-    assert "Structure: drive_section" in accuracy_text(twin.report())
+    on = accuracy_text(twin.report()).split("Structure: ")[1].split(" on (")[0].split(", ")
+    assert "drive_section" in on and "band_split" not in on
     # a config that names the option wins over the rig (the benchmarks' --variant)
     import dsp.twin
 
