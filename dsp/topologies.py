@@ -638,8 +638,9 @@ class AmpTopology(Topology):
     #:   compresses from -56 dBFS, 1 kHz from -40).
     #: - ``drive_section`` (:meth:`_drive`), off unless set. The init cannot decide it
     #:   yet: on the MetalHead's reference capture (Drive 5) it scored worse at init (0.45
-    #:   against 0.27) and no better after a short fit of that capture; set by hand, it
-    #:   took the held-out median from 0.40 to 0.31 (benchmarks/README.md, "session 9").
+    #:   against 0.27) and no better after a short fit of that capture; set by the rig,
+    #:   it takes the held-out median / worst from 0.40 / 0.55 to 0.245 / 0.554
+    #:   (benchmarks/README.md, "session 10").
     #:   Gradient from a fit without it does not find it ("session 8").
     #: - ``band_split`` (:meth:`_tube1`), off unless set: from equal band drives the
     #:   split scores worse at init than the plain stage (MetalHead: 0.44 against 0.27)
