@@ -284,7 +284,7 @@ class Fitter:
         self.cfg = config or FitConfig()
         self.sr = srs.pop()
         self.topology_name = topology
-        self._set_variants()  # a misspelt structural option stops here, before any work
+        self.variants = self._set_variants()  # a misspelt option stops here, before any work
         self._linear_cache: dict = {}  # _linear_init's fits
         self.knobs = list(knobs)
         self.items = items
@@ -1083,9 +1083,10 @@ class Fitter:
             kd = self.knobs[k]
             sweeps = [i for i in self.train_idx if self._off_reference(i) == [k]]
             if not sweeps:
-                if self._name_prior(kd.name):
-                    self.map.set_affects(k, self._name_prior(kd.name))
-                    claimed[k] = {names.index(n) for n in self._name_prior(kd.name)}
+                prior_controls = self._name_prior(kd.name)
+                if prior_controls:
+                    self.map.set_affects(k, prior_controls)
+                    claimed[k] = {names.index(n) for n in prior_controls}
                 continue
             # the sweep's two extremes (lowest and highest setting) score each candidate
             val = lambda j: float(self.items[j]["knobs"].get(kd.name, kd.reference))  # noqa: E731
@@ -1230,7 +1231,7 @@ class Fitter:
         declared order, each with the ones before it at their winners (n values each:
         1 + sum(n - 1) searches, not the product's)."""
         variants = dict(self.topo.VARIANTS)
-        for k, v in self._set_variants().items():
+        for k, v in self.variants.items():
             variants[k] = (v,)
         names = list(variants)
         if not names:
@@ -1264,7 +1265,8 @@ class Fitter:
         return raw, loss
 
     def _set_variants(self) -> dict[str, float]:
-        """``FitConfig.variants``, checked against the topology's structural options."""
+        """``FitConfig.variants``, checked against the topology's structural options
+        (``self.variants``)."""
         try:
             return check_structure(self.topology_name, self.cfg.variants or {})
         except ValueError as exc:

@@ -257,6 +257,7 @@ class Topology(nn.Module):
         self.sample_rate = float(sample_rate)
         self.oversample = int(oversample)
         init = dict(self._shared_init())
+        init.update({k: 0.0 for k in self.VARIANTS})  # structural options start off
         init.update({k: float(k in self.SWITCHES_ON) for k in self.switches()})
         self.shared = nn.ParameterDict(
             {k: nn.Parameter(torch.tensor(float(v))) for k, v in init.items()})
@@ -321,9 +322,10 @@ class Topology(nn.Module):
         return out
 
     def shared_physical(self) -> dict[str, torch.Tensor]:
-        """The shared values in physical units (the subclass's, plus the switches)."""
+        """The shared values in physical units (the subclass's, plus the structural
+        options and the switches, 0/1)."""
         out = self._shared_physical()
-        for k in self.switches():
+        for k in [*self.VARIANTS, *self.switches()]:
             out[k] = (self.shared[k] > 0.5).to(self.shared[k].dtype)
         return out
 
@@ -651,11 +653,9 @@ class AmpTopology(Topology):
 
     def _shared_init(self):
         d = {f"log_{k}": math.log(v) for k, v in AMP_TONESTACK_INIT.items()}
-        d.update(taper_treble=0.5, taper_mid=0.5, taper_bass=3.4, tonestack_position=0.0)
+        d.update(taper_treble=0.5, taper_mid=0.5, taper_bass=3.4)
         d.update({f"log_xo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
         d.update({f"band{k + 1}_drive_db": 0.0 for k in range(AMP_BANDS)})
-        d["drive_section"] = 0.0
-        d["band_split"] = 0.0
         d.update({f"log_dxo{i + 1}_hz": math.log(f) for i, f in enumerate(AMP_CROSSOVERS_HZ)})
         d.update({f"drive_band{k + 1}_db": 0.0 for k in range(AMP_BANDS)})
         d.update({f"drive_band{k + 1}_level_db": 0.0 for k in range(AMP_BANDS)})
@@ -679,8 +679,6 @@ class AmpTopology(Topology):
         s = self.shared
         out = {k[4:]: torch.exp(v) for k, v in s.items() if k.startswith("log_")}
         out.update({k: v.abs() + 1e-3 for k, v in s.items() if k.startswith("taper_")})
-        for k in self.VARIANTS:
-            out[k] = (s[k] > 0.5).to(s[k].dtype)
         for i in range(AMP_BANDS - 1):
             for xo in (f"xo{i + 1}_hz", f"dxo{i + 1}_hz"):
                 out[xo] = out[xo].clamp(40.0, 12000.0)
