@@ -333,6 +333,13 @@ def run_block(key: str, args) -> dict:
     print(f"  project {project.root} ({'created' if created else 'reused'}; "
           f"{args.signal_seconds:g} s test signal at {project.rig.sample_rate} Hz)", flush=True)
 
+    from dsp.structure import check_structure
+
+    try:  # a misspelt --variant stops here, before the captures and the training child
+        check_structure(block.topology, parse_variants(args.variant) or {})
+    except ValueError as exc:
+        raise SystemExit(f"fidelity: {key}: --variant: {exc}") from None
+
     cap = capture_all(project, key)
     print(f"  capture: {cap['ready']}/{cap['planned']} ready in {cap['seconds']:.1f} s", flush=True)
     for p in cap["problems"]:

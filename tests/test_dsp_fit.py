@@ -467,6 +467,30 @@ def test_a_drive_knob_is_given_the_drive_section(section):
         assert "drive_db" not in affects, affects
 
 
+def test_the_sweep_search_reaches_the_ends_of_a_mix():
+    """A knob that takes a mix to its end (Drive 0: the drive section all dry, where the
+    clipped side is far louder than the dry one) is searched to that end, not left at
+    the grid's last point (0.03, still about half wet here)."""
+    from dsp.controls import KnobDef
+    from dsp.fit import Fitter
+
+    x = guitar_like(0.6, seed=13)
+    ref = dict(pre_gain_db=0.0, drive_mix=0.9, drive_db=30.0, level_db=0.0)
+    items = [dict(name=n, knobs={"Drive": v}, input=x, sample_rate=SR, latency_samples=0.0, holdout=False,
+                  target=_amp_drive_render(x, **dict(ref, drive_mix=m)).astype(np.float32))
+             for n, v, m in (("ref", 5.0, 0.9), ("Drive_0", 0.0, 0.0))]
+    f = Fitter("amp", [KnobDef("Drive", affects=("drive_mix",))], items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    f.polarity = 1.0
+    with torch.no_grad():
+        f.topo.shared["drive_section"].fill_(1.0)
+        f.map.base.copy_(f.topo.raw_from_physical(ref)[0])
+    raw, loss = f._line_search(1, 0)
+    mix = float(f.topo.spec("drive_mix").to_physical(raw[f.topo.control_names().index("drive_mix")]))
+    assert mix < 0.002, mix
+    assert loss < 0.01, loss
+
+
 def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkeypatch):
     """The amp's variants are decided greedily (tone-stack position: two inits; the drive
     section is off unless set, no third); ``FitConfig.variants`` sets one instead, and the
@@ -909,3 +933,35 @@ def test_knob_inference_prefers_controls_no_other_knob_drives(monkeypatch):
     assert got["Beta"] == ("post_gain_db",)     # Alpha now drives drive_db (1.0 against 1.1)
     assert run(0.8)["Beta"] == ("drive_db",)    # shared, but clearly better (0.8 < 0.8 * 1.1)
     assert Fitter.SHARED_CONTROL_MARGIN == 0.8
+
+
+@pytest.mark.slow
+def test_a_fit_with_the_band_split_set_trains_the_bands():
+    """``FitConfig.variants`` (or the rig's ``structure``) sets the band split: the fit
+    keeps it on, moves the bands' shared drives and crossovers by gradient from their
+    start, ends better than it started, and the twin it returns renders with the split
+    (the same twin with the split off sounds different)."""
+    topo = make_topology("amp", SR, 2)
+    truth = dict(pre_gain_db=24.0, stage2_gain_db=6.0, level_db=-12.0)
+    x = guitar_like(0.4, seed=21)
+    with torch.no_grad():
+        topo.shared["band_split"].fill_(1.0)
+        topo.shared["band1_drive_db"].fill_(10.0)  # the top band clips 10 dB harder
+        topo.shared["band4_drive_db"].fill_(-10.0)
+        y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(truth), exact=True)[0]
+    items = [TrainItem("cap", {}, x, y.numpy().astype(np.float32), SR)]
+    cfg = FitConfig(search_candidates=4, search_excerpt_s=0.1, refine_steps=3, per_capture_steps=30,
+                    curve_steps=5, joint_steps=10, segment_s=0.15, eval_every=10,
+                    variants={"band_split": 1, "tonestack_position": 0})
+    events = []
+    block = fit_block("amp", [], items, seed=0, config=cfg, on_progress=events.append)
+    assert block.report()["structure"]["band_split"] == 1
+    sr = block.shared_raw
+    assert sr["band_split"] == 1.0
+    moved = [abs(sr[f"band{k}_drive_db"]) for k in range(1, 5)] + \
+        [abs(sr[f"log_xo{i}_hz"] - np.log(f)) for i, f in enumerate((300.0, 1200.0, 3200.0), 1)]
+    assert max(moved) > 1e-3, moved
+    per_capture = [e.loss for e in events if e.stage == "per_capture" and e.loss is not None]
+    assert per_capture and min(per_capture[-5:]) < per_capture[0], per_capture
+    off = FittedBlock.from_dict(dict(block.to_dict(), shared_raw=dict(sr, band_split=0.0)))
+    assert not np.allclose(off.render({}, x, SR), block.render({}, x, SR), atol=1e-4)
