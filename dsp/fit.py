@@ -1167,13 +1167,7 @@ class Fitter:
                      controls: list[int] | None = None) -> tuple[torch.Tensor, float]:
         """Item ``i`` sweeps knob ``k``: each control the knob affects is searched on a
         grid over its range (coordinate-wise), the others at the map's current values.
-        No output gain is solved: a knob that changes the level must show it.
-
-        Measured on Guitarix's MetalHead (Drive fades a clipper 20-30 dB louder than the
-        dry signal out; the Drive sweep fitted alone, Drive hinted onto the drive section
-        and the level, 300 steps): without the ends in the grid the search left Drive 0
-        half wet, and the fit ended there at ESR 1.00 (the twin silent); with them,
-        0.58 (Drive 2.5: 0.65 -> 0.44)."""
+        No output gain is solved: a knob that changes the level must show it."""
         c = self.cfg
         topo = self.topo
         warm = int(c.warmup_s * self.sr)
@@ -1194,13 +1188,9 @@ class Fitter:
             grid = torch.log(u) - torch.log1p(-u)
             best_loss = None
             h = float(grid[1] - grid[0]) if G > 1 else 1.0
-            # a fraction (a pot, a mix) is also tried at its ends, 0.001 and 0.999: the grid
-            # stops at 0.03 / 0.97, and a mix whose wet side is 20-30 dB louder than its dry
-            # side (the amp's drive section) is still about half wet at 0.03
-            ends = torch.tensor([-6.9, 6.9])
             for cc in controls:
                 # coarse grid over the range, then a finer one around the best point
-                pts = torch.cat([best[cc:cc + 1], grid] + ([ends] if topo.CONTROLS[cc].unit == "fraction" else []))
+                pts = torch.cat([best[cc:cc + 1], grid])
                 for _ in range(2):
                     cand = best.expand(len(pts), -1).clone()
                     cand[:, cc] = pts

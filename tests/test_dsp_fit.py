@@ -467,30 +467,6 @@ def test_a_drive_knob_is_given_the_drive_section(section):
         assert "drive_db" not in affects, affects
 
 
-def test_the_sweep_search_reaches_the_ends_of_a_mix():
-    """A knob that takes a mix to its end (Drive 0: the drive section all dry, where the
-    clipped side is far louder than the dry one) is searched to that end, not left at
-    the grid's last point (0.03, still about half wet here)."""
-    from dsp.controls import KnobDef
-    from dsp.fit import Fitter
-
-    x = guitar_like(0.6, seed=13)
-    ref = dict(pre_gain_db=0.0, drive_mix=0.9, drive_db=30.0, level_db=0.0)
-    items = [dict(name=n, knobs={"Drive": v}, input=x, sample_rate=SR, latency_samples=0.0, holdout=False,
-                  target=_amp_drive_render(x, **dict(ref, drive_mix=m)).astype(np.float32))
-             for n, v, m in (("ref", 5.0, 0.9), ("Drive_0", 0.0, 0.0))]
-    f = Fitter("amp", [KnobDef("Drive", affects=("drive_mix",))], items, seed=0, config=SEARCH_CFG)
-    f._prepare()
-    f.polarity = 1.0
-    with torch.no_grad():
-        f.topo.shared["drive_section"].fill_(1.0)
-        f.map.base.copy_(f.topo.raw_from_physical(ref)[0])
-    raw, loss = f._line_search(1, 0)
-    mix = float(f.topo.spec("drive_mix").to_physical(raw[f.topo.control_names().index("drive_mix")]))
-    assert mix < 0.002, mix
-    assert loss < 0.01, loss
-
-
 def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkeypatch):
     """The amp's variants are decided greedily (tone-stack position: two inits; the drive
     section is off unless set, no third); ``FitConfig.variants`` sets one instead, and the
