@@ -746,7 +746,7 @@ class Fitter:
         small-signal response (quietest windows; the model's impulse at 1e-4 of full
         scale, where its stages are linear), which sets the filters and tone stack that
         a gain/bias search alone cannot find."""
-        c, topo = self.cfg, self.topo
+        topo = self.topo
         # the variants that only reorder linear filters (the amp's tone-stack position)
         # leave the small-signal response as it is: one fit serves them all
         key = (i, tuple(float(topo.shared[k]) for k in topo.VARIANTS if k not in topo.SMALL_SIGNAL_INVARIANT))
