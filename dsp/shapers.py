@@ -30,6 +30,7 @@ __all__ = [
     "MIN_CORNER",
     "asym_soft_clip",
     "hard_clip",
+    "cubic_clip",
     "tube_stage",
     "push_pull",
     "OVERSAMPLE_ZEROS",
@@ -117,6 +118,17 @@ def hard_clip(x: torch.Tensor, level, smoothness) -> torch.Tensor:
     level = align_param(level, x)
     s = torch.hypot(align_param(smoothness, x), torch.tensor(MIN_CORNER, dtype=x.dtype, device=x.device))
     return level * x / (0.5 * torch.hypot(x + level, s) + 0.5 * torch.hypot(x - level, s))
+
+
+def cubic_clip(x: torch.Tensor) -> torch.Tensor:
+    """The cubic soft clipper: z - z³/3 with z = clamp(x, −1, 1).
+
+    Odd, slope 1 at 0, and it meets its ceiling ±2/3 at x = ±1 with slope 0 (continuous
+    first derivative: no corner, unlike a hard clip); beyond ±1 the output is exactly
+    ±2/3 and the gradient 0. Guitarix's MetalHead clips its drive bands with it.
+    """
+    z = _as_signal(x).clamp(-1.0, 1.0)
+    return z - z * z * z / 3.0
 
 
 def tube_stage(x: torch.Tensor, bias, pos_level, neg_level, knee=1.0) -> torch.Tensor:

@@ -833,9 +833,9 @@ def test_amp_twin_saved_before_the_drive_section_renders_the_same():
 
     new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=8)
     assert new.shared_raw["drive_section"] == 0.0
-    old = _strip_trailing_controls(new, ["drive_mix", "drive_db"], ["drive_section"])
-    gone = [k for k in old["shared_raw"] if k.startswith(("log_dxo", "drive_band"))]
-    assert len(gone) == 11
+    old = _strip_trailing_controls(new, ["drive_mix", "drive_db"], ["drive_section", "drive_section_v2"])
+    gone = [k for k in old["shared_raw"] if k.startswith(("log_dxo", "drive_band", "log_dlp", "log_dhp"))]
+    assert len(gone) == 17
     for k in gone:
         del old["shared_raw"][k]
     loaded = FittedBlock.from_dict(old)
@@ -845,6 +845,34 @@ def test_amp_twin_saved_before_the_drive_section_renders_the_same():
     np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
     on = FittedBlock.from_dict(dict(new.to_dict(), shared_raw=dict(new.shared_raw, drive_section=1.0)))
     assert not np.allclose(on.render({}, x, SR), new.render({}, x, SR), atol=1e-3)
+
+
+def test_amp_twin_saved_before_the_drive_sections_second_form_renders_the_same():
+    """An amp twin with its drive section on, written before the section's second form
+    (no ``drive_section_v2``, no band slopes or band limits among its shared values),
+    loads with the first form and computes exactly what it computed; a new twin with
+    the same values computes the second form, which sounds different."""
+    from dsp import export
+    from dsp.controls import KnobDef
+
+    knobs = [KnobDef("Gain", affects=("pre_gain_db",)), KnobDef("Drive", affects=("drive_mix", "drive_db"))]
+    shared = {"drive_section": 1.0, "drive_band2_db": 6.0, "drive_band3_level_db": -3.0}
+    base = {"drive_mix": 0.6, "drive_db": 20.0}
+    first = export.synthetic_block("amp", knobs, seed=9, shared=dict(shared, drive_section_v2=0.0), base=base)
+    second = export.synthetic_block("amp", knobs, seed=9, shared=shared, base=base)
+    assert second.shared_raw["drive_section_v2"] > 0.5  # on in a new twin (synthetic: 1 +- 5%)
+    old = json.loads(json.dumps(first.to_dict()))
+    gone = [k for k in old["shared_raw"] if k == "drive_section_v2" or k.startswith(("log_dlp", "log_dhp"))
+            or k.endswith("_slope")]
+    assert len(gone) == 7
+    for k in gone:
+        del old["shared_raw"][k]
+    loaded = FittedBlock.from_dict(old)
+    assert loaded.shared_raw["drive_section_v2"] == 0.0
+    x = guitar_like(0.5, seed=4)
+    for s in ({}, {"Drive": 9.0}, {"Drive": 1.0, "Gain": 8.0}):
+        np.testing.assert_array_equal(loaded.render(s, x, SR), first.render(s, x, SR))
+        assert not np.allclose(second.render(s, x, SR), first.render(s, x, SR), atol=1e-3), s
 
 
 def test_amp_twin_saved_before_output_dc_renders_the_same():

@@ -201,29 +201,80 @@ def test_amp_drive_section_at_mix_0_is_the_plain_amp():
     assert set(topo.inert_controls()) == {"drive_mix", "drive_db"}
 
 
-def test_amp_drive_section_passes_small_signals_and_clips_loud_ones():
-    """All wet (mix 1), band levels 0 dB: a quiet sine comes out ``drive_db`` louder
-    (the four bands sum to an all-pass, each band's clipper is linear near 0); a loud
-    one is bounded by the sum of the band levels (each clipper saturates at 1)."""
+@pytest.mark.parametrize("v2", [1.0, 0.0])
+def test_amp_drive_section_passes_small_signals_and_clips_loud_ones(v2):
+    """All wet (mix 1), band levels 0 dB: a quiet sine comes out ``drive_db`` louder (the
+    four bands sum to an all-pass, each band's clipper is linear near 0), less what the
+    second form's band limits (a one-pole low-pass and high-pass, before the split and
+    again after the sum) take at its frequency; a loud one is bounded by the sum of the
+    band clippers' ceilings (2/3 each in the second form, 1 in the first)."""
+    from dsp.filters import onepole_coeffs
+    from dsp.topologies import _Path
+
     topo = _amp_drive_topo()
+    with torch.no_grad():
+        topo.shared["drive_section_v2"].fill_(v2)
     n = 24000
-    t = np.arange(n * 2) / (SR * 2)  # the section runs at the oversampled rate
+    rs = SR * 2  # the section runs at the oversampled rate
+    t = np.arange(n * 2) / rs
     c = {k: v.double() for k, v in topo.get_controls(topo.default_raw()[None].double()).items()}
     c["drive_mix"] = torch.ones(1, dtype=torch.float64)
     c["drive_db"] = torch.full((1,), 20.0, dtype=torch.float64)
-    from dsp.topologies import _Path
-
     p = _Path(True, n, SR, 2)
+    limits = [onepole_coeffs(kind, rs, c[k]) for kind, k in (("lowpass", "dlp_hz"), ("highpass", "dhp_hz"))]
     for f in (150.0, 700.0, 2000.0, 6000.0):  # one in each band
         quiet = torch.tensor(1e-4 * np.sin(2 * np.pi * f * t))[None]
         with torch.no_grad():
             y = topo._drive(quiet, c, p)[0, 12000:].numpy()
         gain_db = 20 * np.log10(np.sqrt(2 * np.mean(y ** 2)) / 1e-4)
-        assert abs(gain_db - 20.0) < 0.05, (f, gain_db)
+        want = 20.0
+        if v2:
+            for b, a in limits:
+                zi = np.exp(-2j * np.pi * f / rs)  # z^-1 on the unit circle
+                h = np.polyval(b.detach().numpy().reshape(-1)[::-1], zi) / np.polyval(a.detach().numpy().reshape(-1)[::-1], zi)
+                want += 2 * 20 * np.log10(abs(h))
+        assert abs(gain_db - want) < 0.05, (f, gain_db, want)
+    ceiling = 4 * (2 / 3 if v2 else 1.0)
     loud = torch.tensor(3.0 * np.sin(2 * np.pi * 700.0 * t))[None]
     with torch.no_grad():
         y = topo._drive(loud, c, p)[0, 12000:].numpy()
-    assert 1.0 < np.abs(y).max() <= 4.0
+    assert 0.5 < np.abs(y).max() <= 1.05 * ceiling, np.abs(y).max()
+
+
+def test_amp_drive_section_v2_keeps_the_dry_signal_to_the_middle_of_the_mix():
+    """Second form: up to a mix of 0.5 the dry signal is at full level and the wet one
+    comes in (0.5 is dry + wet), then the dry one fades out; at 0 it is the dry signal,
+    at 1 the wet one. Each band's drive follows ``drive_db`` times its own slope."""
+    from dsp.topologies import _Path
+
+    topo = _amp_drive_topo()
+    assert float(topo.shared["drive_section_v2"]) == 1.0  # on in a new topology
+    n = 4800
+    p = _Path(True, n, SR, 2)
+    v = _bandlimited_noise(1, 2 * n, seed=11).double() * 0.3
+    c = {k: x.double() for k, x in topo.get_controls(topo.default_raw()[None].double()).items()}
+    c["drive_db"] = torch.full((1,), 18.0, dtype=torch.float64)
+
+    def at(mix):
+        c["drive_mix"] = torch.full((1,), mix, dtype=torch.float64)
+        with torch.no_grad():
+            return topo._drive(v, c, p)
+
+    wet = at(1.0)
+    assert torch.equal(at(0.0), v)
+    assert torch.allclose(at(0.5), v + wet, atol=1e-15)
+    assert torch.allclose(at(0.25), v + 0.5 * wet, atol=1e-15)
+    assert torch.allclose(at(0.75), 0.5 * v + wet, atol=1e-15)
+    c["drive_db"] = torch.full((1,), 30.0, dtype=torch.float64)
+    assert _esr(at(1.0), wet) > 1e-3  # the bands' drive follows drive_db ...
+    with torch.no_grad():  # ... times their slopes: at 0, drive_db moves nothing
+        for k in range(4):
+            topo.shared[f"drive_band{k + 1}_slope"].fill_(0.0)
+    c.update({k: x.double() for k, x in topo.get_controls(topo.default_raw()[None].double()).items()
+              if k.startswith("drive_band")})
+    flat = at(1.0)
+    c["drive_db"] = torch.full((1,), 18.0, dtype=torch.float64)
+    assert torch.equal(at(1.0), flat)
 
 
 def test_gradcheck_float64_amp_with_the_drive_section():

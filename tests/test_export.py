@@ -241,17 +241,23 @@ def test_amp_parity_with_the_band_split(render_bin, tmp_path):
     assert esr(a, b) > 1e-3
 
 
-def test_amp_parity_with_the_drive_section(render_bin, tmp_path):
+@pytest.mark.parametrize("v2", [1.0, 0.0])
+def test_amp_parity_with_the_drive_section(render_bin, tmp_path, v2):
     """The drive section in front of the preamp: four bands (crossovers given out of
-    order), each clipped at its own drive and weighted by its own level, crossfaded
-    with the dry signal by a knob-mapped mix, at 48 kHz and 96 kHz. The pre-gain runs
-    after it at the high rate in C++ as in torch."""
+    order), each clipped at its own drive and weighted by its own level, mixed with the
+    dry signal by a knob-mapped mix, at 48 kHz and 96 kHz. The pre-gain runs after it
+    at the high rate in C++ as in torch. Both forms: the second (``drive_section_v2``,
+    every new fit: band limits, per-band drive slopes, cubic clippers, the dry signal
+    full to mid-mix) and the first, which a model saved before it still computes."""
     import math
 
     shared = {"drive_section": 1.0, "log_dxo1_hz": math.log(2800.0), "log_dxo2_hz": math.log(250.0),
               "log_dxo3_hz": math.log(1100.0), "drive_band1_db": 6.0, "drive_band2_db": -3.0,
               "drive_band3_db": 0.0, "drive_band4_db": 9.0, "drive_band1_level_db": -6.0,
-              "drive_band2_level_db": 3.0, "drive_band3_level_db": 0.0, "drive_band4_level_db": -2.0}
+              "drive_band2_level_db": 3.0, "drive_band3_level_db": 0.0, "drive_band4_level_db": -2.0,
+              "drive_section_v2": v2, "drive_band1_slope": 0.75, "drive_band2_slope": 1.2,
+              "drive_band3_slope": 1.0, "drive_band4_slope": 0.5, "log_dlp_hz": math.log(5000.0),
+              "log_dhp_hz": math.log(150.0)}
     from dsp.controls import KnobDef
 
     knobs = amp_knobs() + [KnobDef("Drive", affects=("drive_mix", "drive_db"))]
@@ -260,6 +266,7 @@ def test_amp_parity_with_the_drive_section(render_bin, tmp_path):
     model, doc = write_model(tmp_path, models)
     sh = doc["blocks"][0]["shared"]
     assert sh["drive_section"] == 1.0 and sh["dxo2_hz"] == pytest.approx(250.0)
+    assert sh["drive_section_v2"] == v2 and sh["dlp_hz"] == pytest.approx(5000.0)
     assert sh["drive_band4_db"] == pytest.approx(9.0) and sh["drive_band2_level_db"] == pytest.approx(3.0)
     settings = settings_for(doc, 2, seed=32)
     mixes = [models["01_Amp"].controls(s)["drive_mix"] for s in settings]

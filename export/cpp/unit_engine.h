@@ -1184,11 +1184,15 @@ public:
         driveOn_ = sh.has("drive_section") && sh["drive_section"].num() > 0.5;
         if (driveOn_) {
             sortedCrossovers(sh, "dxo", dxoHz_);
+            // drive_section_v2 (off in a model exported before it: the first form)
+            driveV2_ = sh.has("drive_section_v2") && sh["drive_section_v2"].num() > 0.5;
             for (int k = 0; k < kBands; ++k) {
                 const std::string b = "drive_band" + std::to_string(k + 1);
                 driveBandDb_[k] = sh[b + "_db"].num();
                 driveLevel_[k] = dsp::dbToGain(sh[b + "_level_db"].num());
+                driveSlope_[k] = driveV2_ ? sh[b + "_slope"].num() : 1.0;
             }
+            if (driveV2_) { dlpHz_ = sh["dlp_hz"].num(); dhpHz_ = sh["dhp_hz"].num(); }
         }
         loadOutputSections(sh);
     }
@@ -1272,13 +1276,18 @@ public:
         setAllpass2(c, AP3_HZ);
         setOutputLp(c, OUT_LP1_HZ);
         driveMix_.set(c[DRIVE_MIX], snap_);
-        for (int k = 0; k < kBands; ++k) driveGain_[k].set(dsp::dbToGain(c[DRIVE_DB] + driveBandDb_[k]), snap_);
+        for (int k = 0; k < kBands; ++k)
+            driveGain_[k].set(dsp::dbToGain(c[DRIVE_DB] * driveSlope_[k] + driveBandDb_[k]), snap_);
     }
     /// The crossovers are shared values (no knob moves them): designed once per rate.
     void prepare(double sr) override {
         Block::prepare(sr);
         if (bandSplit_) designSplit(split_, xoHz_, sr * oversample);
         if (driveOn_) designSplit(dsplit_, dxoHz_, sr * oversample);
+        if (driveOn_ && driveV2_) {
+            for (dsp::Section* s : {&dlpIn_, &dlpOut_}) dsp::onepole(*s, false, sr * oversample, dlpHz_);
+            for (dsp::Section* s : {&dhpIn_, &dhpOut_}) dsp::onepole(*s, true, sr * oversample, dhpHz_);
+        }
     }
 
     void process(double* x, int n) override {
@@ -1291,6 +1300,7 @@ public:
         presence_.reset(); depth_.reset(); dc_.reset();
         for (auto& sec : split_) sec.reset();
         for (auto& sec : dsplit_) sec.reset();
+        dlpIn_.reset(); dhpIn_.reset(); dlpOut_.reset(); dhpOut_.reset();
         sagE_ = 0;
     }
     void flushDenormals() override {
@@ -1298,6 +1308,7 @@ public:
         lp2_.flushDenormals(); ts_.flushDenormals(); presence_.flushDenormals(); depth_.flushDenormals();
         dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); ap3_.flushDenormals();
         ap4_.flushDenormals(); olp1_.flushDenormals(); olp2_.flushDenormals();
+        dlpIn_.flushDenormals(); dhpIn_.flushDenormals(); dlpOut_.flushDenormals(); dhpOut_.flushDenormals();
         for (auto& sec : split_) sec.flushDenormals();
         for (auto& sec : dsplit_) sec.flushDenormals();
         if (sagE_ < 1e-30) sagE_ = 0;
@@ -1351,12 +1362,23 @@ private:
         return y;
     }
 
-    /// The drive section (dsp.topologies.AmpTopology._drive), one high-rate sample:
-    /// (1 - mix) v + mix sum_k L_k softclip(g_k band_k), softclip(x) = x / sqrt(1 + x^2).
+    /// The drive section (dsp.topologies.AmpTopology._drive), one high-rate sample.
+    /// Second form (drive_section_v2): BL = LP1(dlp) HP1(dhp) before the split and again
+    /// after the sum, cubic band clippers, min(1, 2 (1 - mix)) v + min(1, 2 mix) w.
+    /// First form: (1 - mix) v + mix sum_k L_k softclip(g_k band_k), x / sqrt(1 + x^2).
     inline double drive(double v, double mix, const double* g) {
         double band[kBands];
-        splitBands<&AmpBlock::dsplit_>(v, band);
         double w = 0;
+        if (driveV2_) {
+            splitBands<&AmpBlock::dsplit_>(dhpIn_.tick1(dlpIn_.tick1(v)), band);
+            for (int k = 0; k < kBands; ++k) {
+                const double z = std::clamp(g[k] * band[k], -1.0, 1.0);
+                w += driveLevel_[k] * (z - z * z * z / 3.0);
+            }
+            w = dhpOut_.tick1(dlpOut_.tick1(w));
+            return std::min(1.0, 2.0 * (1.0 - mix)) * v + std::min(1.0, 2.0 * mix) * w;
+        }
+        splitBands<&AmpBlock::dsplit_>(v, band);
         for (int k = 0; k < kBands; ++k) w += driveLevel_[k] * dsp::softClip2(g[k] * band[k], 1.0, 1.0);
         return (1.0 - mix) * v + mix * w;
     }
@@ -1459,6 +1481,9 @@ private:
     dsp::Section split_[kSplitSections];
     bool driveOn_ = false;  // shared drive_section: the drive section runs before *pre
     double dxoHz_[kBands - 1] = {}, driveBandDb_[kBands] = {}, driveLevel_[kBands] = {1, 1, 1, 1};
+    bool driveV2_ = false;  // shared drive_section_v2: the drive section's second form
+    double driveSlope_[kBands] = {1, 1, 1, 1}, dlpHz_ = 6500.0, dhpHz_ = 120.0;
+    dsp::Section dlpIn_, dhpIn_, dlpOut_, dhpOut_;
     dsp::Ramp driveMix_, driveGain_[kBands];
     dsp::Section dsplit_[kSplitSections];
 };
