@@ -19,7 +19,7 @@ The document (``MODEL_FORMAT``/``MODEL_VERSION``, independent of the package ver
          "controls": [{"name", "unit", "minimum", "maximum", "default", "scale", "doc"}],
          "shared": {physical shared values: ohms, farads, taper constants,
                     structural switches: allpass, output_lp, input_hp2, blend_tone,
-                    tonestack_position, band_split, drive_section (0/1)},
+                    tonestack_position, band_split, drive_section, drive_section_v2 (0/1)},
          "reference_controls": {control: physical value at the reference setting},
          "knob_map": {unit-knob-map v1: knobs, controls, base_raw, curves (knots + values
                       per control: "pwl" curves, "table" switch tables), mlp (W1, b1,
