@@ -649,7 +649,7 @@ class AmpTopology(Topology):
     #:   against 0.27) and no better after a short fit of that capture; set by the rig,
     #:   it takes the held-out median / worst from 0.40 / 0.55 to 0.245 / 0.554
     #:   (benchmarks/README.md, "session 10"); its second form (``drive_section_v2``,
-    #:   session 12) fits the MetalHead's Drive sweep, which the first could not.
+    #:   session 12) fits the MetalHead's low-Drive captures, which the first could not.
     #:   Gradient from a fit without it does not find it ("session 8").
     #: - ``band_split`` (:meth:`_tube1`), off unless set: from equal band drives the
     #:   split scores worse at init than the plain stage (MetalHead: 0.44 against 0.27)
@@ -731,8 +731,9 @@ class AmpTopology(Topology):
         so the dry signal stays at full level while the wet one comes in (mix 0..0.5) and
         then fades out (0.5..1), the bands' gains part with the drive (their slopes), and
         each clipper saturates smoothly at 2/3. That is Guitarix's MetalHead section as
-        its source has it (benchmarks/README.md, "session 12": its Drive sweep fits
-        0.09-0.15 with it, 0.64-1.00 without). A twin saved before it (no such switch)
+        its source has it (benchmarks/README.md, "session 12": in whole fits with the
+        source's knob map as hints, its Drive sweep trains to 0.08-0.18, where the first
+        form left Drive 0 and 2.5 at 0.56-1.00). A twin saved before it (no such switch)
         computes the first form: no band limits, slopes 1, x / sqrt(1 + x^2), and a
         crossfade ``(1 - drive_mix) v + drive_mix w``. At ``drive_mix`` = 0 either form is
         the dry signal."""
