@@ -22,7 +22,8 @@ Models: fitted twins (``--drive`` / ``--amp``: a ``*.twin.json`` file or a
 (Invective, amp) with random knob maps (same knobs, topologies and oversampling: the
 cost does not depend on the fitted values, except through the soft clip's knee), with
 every optional section on (the worst case: all-pass, the drive's second input
-high-pass and blend tone, the amp's output low-pass and second all-pass pair).
+high-pass and blend tone, the amp's output low-pass, second all-pass pair and output
+FIR of 240 taps; ``--no-output-fir`` leaves the FIR out).
 
     python benchmarks/cpu_engine.py
     python benchmarks/cpu_engine.py --drive proj/.unit/models/01_DS1.twin.json --json cpu.json
@@ -49,7 +50,7 @@ FLAGS = ["-O3", "-march=x86-64-v2", "-std=c++17", "-DNDEBUG"]
 TARGETS = {"drive": 400, "amp": 1400}
 
 
-def _unit1_models(drive_section: bool = False) -> tuple[dict, object]:
+def _unit1_models(drive_section: bool = False, output_fir: bool = True) -> tuple[dict, object]:
     """Synthetic twins (random knob maps) of the UNIT 1 template rig's pedal and amp:
     the rig's knobs, topologies and 2x oversampling; fitted values do not change the cost
     except through the soft clip's knee."""
@@ -69,11 +70,13 @@ def _unit1_models(drive_section: bool = False) -> tuple[dict, object]:
         if b.topology == "amp":
             on["tonestack_position"] = 1.0
             on["drive_section"] = float(drive_section)
+            on["output_fir"] = float(output_fir)  # 240 taps at 48 kHz (synthetic_block)
         out[b.topology] = (b.id, export.synthetic_block(b.topology, knobs, seed=i + 1, shared=on))
     return out, rig
 
 
-def _model_path(kind: str, given: str | None, tmp: Path, drive_section: bool = False) -> tuple[Path, str]:
+def _model_path(kind: str, given: str | None, tmp: Path, drive_section: bool = False,
+                output_fir: bool = True) -> tuple[Path, str]:
     from dsp.twin import FittedBlock
 
     if given:
@@ -83,11 +86,13 @@ def _model_path(kind: str, given: str | None, tmp: Path, drive_section: bool = F
             return p, str(p)
         models, rig, label = {p.stem.split(".")[0]: FittedBlock.from_dict(d)}, None, str(p)
     else:
-        unit1, rig = _unit1_models(drive_section)
+        unit1, rig = _unit1_models(drive_section, output_fir)
         name, block = unit1[kind]
         models, label = {name: block}, f"UNIT 1 template {name}, synthetic map"
         if kind == "amp" and drive_section:
             label += ", drive section on"
+        if kind == "amp":
+            label += ", output FIR on (240 taps)" if output_fir else ", output FIR off"
     out = tmp / f"{kind}.model.json"
     out.write_text(export.dumps_model(export.model_document(models, rig)))
     return out, label
@@ -119,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--amp", help="fitted amp: *.twin.json or model.json")
     ap.add_argument("--drive-section", action="store_true",
                     help="the synthetic amp with its drive section on (FitConfig.variants)")
+    ap.add_argument("--no-output-fir", action="store_true",
+                    help="the synthetic amp without its output FIR (a fit keeps it only where it helps)")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio for the callgrind count")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--cxx", default="g++", help="compiler (g++, clang++: Xcode's is clang)")
@@ -134,7 +141,8 @@ def main(argv=None) -> int:
                        check=True)
         for kind in ("drive", "amp"):
             try:
-                model, label = _model_path(kind, getattr(args, kind), tmp, args.drive_section)
+                model, label = _model_path(kind, getattr(args, kind), tmp, args.drive_section,
+                                           not args.no_output_fir)
                 probe = subprocess.run([str(exe), str(model), "--bench", "0", "48000"], capture_output=True,
                                        text=True, check=False)
                 if probe.returncode != 0:

@@ -27,6 +27,9 @@ The document (``MODEL_FORMAT``/``MODEL_VERSION``, independent of the package ver
          "resampler": {"kind": "kaiser-windowed-sinc, L-th band", "factor": 2,
                        "taps": [...], "twin": "zero-phase", "engine": "causal, latency (len-1)/factor"}
                       | null,
+         "output_fir": {"sample_rate": 48000.0, "taps": [...]} | absent,   # on when shared
+                      # "output_fir" is 1: a causal FIR after everything else, its taps at
+                      # sample_rate, carried to the running rate by dsp.filters.resample_fir
          "twin": {"shared_raw": {...}, "status": ..., "report": {...}}}   # re-import
       ]
     }
@@ -190,6 +193,8 @@ def _block_entry(name: str, block) -> dict:
         "reference_controls": evaluate_dict(km, ref),
         "knob_map": km,
         "resampler": _resampler(block),
+        **({"output_fir": {"sample_rate": block.sample_rate, "taps": list(block.output_fir)}}
+           if block.output_fir is not None else {}),
         "twin": {"shared_raw": block.shared_raw, "status": block.status,
                  "report": block._report},
     }
@@ -251,7 +256,8 @@ def blocks_from_model(doc: dict) -> dict:
         t = b["twin"]
         out[b["name"]] = FittedBlock(b["topology"], b["fit_sample_rate"], b["oversample"],
                                      t["shared_raw"], b["knob_map"], b["polarity"],
-                                     t.get("report"), t.get("status", "complete"))
+                                     t.get("report"), t.get("status", "complete"),
+                                     (b.get("output_fir") or {}).get("taps"))
     return out
 
 
@@ -379,7 +385,7 @@ def golden_vectors(doc: dict, blocks: Mapping[str, Any] | None = None,
 
 
 def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2, polarity: float = -1.0,
-                    base: dict | None = None, shared: dict | None = None):
+                    base: dict | None = None, shared: dict | None = None, output_fir=None):
     """A FittedBlock with a non-trivial random knob map, for parity tests and benchmarks
     (the point is parity, not accuracy).
 
@@ -387,7 +393,9 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
 
     ``base``: physical values some controls take at the reference setting (the rest are
     the declared defaults plus noise). ``shared``: raw shared values to set as given
-    (structural switches: ``{"allpass": 1.0, "tonestack_position": 1.0}``)."""
+    (structural switches: ``{"allpass": 1.0, "tonestack_position": 1.0}``). With the
+    shared ``output_fir`` on, ``output_fir`` gives its taps at 48 kHz (default: a unit
+    impulse plus a seeded decaying noise, 240 taps, like a cabinet's coloration)."""
     import torch
 
     from dsp.controls import KnobControlMap
@@ -408,7 +416,15 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
     values = {k: float(v.detach()) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
               for k, v in topo.shared.items()}
     values.update({k: float(v) for k, v in (shared or {}).items()})
-    return FittedBlock(topology, 48000.0, topo.oversample, values, m.to_dict(), polarity)
+    if values.get("output_fir", 0.0) > 0.5 and output_fir is None:
+        n = torch.arange(240, dtype=torch.float64)
+        output_fir = 0.3 * torch.randn(240, generator=g, dtype=torch.float64) * torch.exp(-n / 40.0)
+        output_fir[0] += 1.0
+        output_fir = output_fir.tolist()
+    elif values.get("output_fir", 0.0) <= 0.5:
+        output_fir = None
+    return FittedBlock(topology, 48000.0, topo.oversample, values, m.to_dict(), polarity,
+                       output_fir=output_fir)
 
 
 # ---------------------------------------------------------------------------- writing

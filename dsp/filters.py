@@ -71,6 +71,9 @@ __all__ = [
     "biquad",
     "onepole",
     "dc_blocker",
+    "fir_filter",
+    "fir_least_squares",
+    "resample_fir",
 ]
 
 BIQUAD_KINDS = ("lowpass", "highpass", "lowshelf", "highshelf", "peak", "bandpass", "allpass")
@@ -636,3 +639,71 @@ def _param_dtype(x, *params) -> torch.dtype:
     for p in tensors[1:]:
         dtype = torch.promote_types(dtype, p.dtype)
     return dtype
+
+
+# ------------------------------------------------------------------- FIR (output filter)
+#: half-width of :func:`resample_fir`'s interpolation kernel, in samples of the lower
+#: of the two rates
+FIR_RESAMPLE_HALF_WIDTH = 16
+
+
+def fir_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Causal FIR: ``y[n] = sum_k taps[k] x[n - k]`` (zero initial state), one set of
+    taps for every row of ``x`` ``(..., T)``. Evaluated as an FFT convolution (float64),
+    which equals the direct sum to rounding (``tests/test_filters.py``); differentiable
+    w.r.t. ``x`` and ``taps``. Returns x's dtype."""
+    taps = torch.as_tensor(taps, dtype=torch.float64, device=x.device)
+    T, N = x.shape[-1], taps.shape[-1]
+    n = scipy.fft.next_fast_len(T + N - 1, real=True)
+    y = torch.fft.irfft(torch.fft.rfft(x.double(), n=n) * torch.fft.rfft(taps, n=n), n=n)[..., :T]
+    return y.to(x.dtype)
+
+
+def fir_least_squares(x: np.ndarray, y: np.ndarray, n_taps: int, weights=None) -> np.ndarray:
+    """The causal FIR ``h`` (``n_taps``) minimising ``sum_r w_r ||y_r - h * x_r||^2``
+    over rows ``r`` of ``x``, ``y`` ``(R, T)`` (each row filtered from zero state,
+    compared over its whole length): the normal equations, Toeplitz in the rows'
+    summed autocorrelation (exactly so for signals that start and end in silence;
+    otherwise the usual autocorrelation-method approximation), solved by Levinson
+    recursion. A tiny diagonal load (1e-9 of the energy) keeps it solvable on a
+    band-limited signal."""
+    from scipy.linalg import solve_toeplitz
+
+    x = np.atleast_2d(np.asarray(x, np.float64))
+    y = np.atleast_2d(np.asarray(y, np.float64))
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, np.float64)
+    T = x.shape[-1]
+    n = scipy.fft.next_fast_len(T + n_taps, real=True)
+    X = np.fft.rfft(x, n)
+    Y = np.fft.rfft(y, n)
+    r = (w[:, None] * np.fft.irfft(X * np.conj(X), n)[:, :n_taps]).sum(0)
+    p = (w[:, None] * np.fft.irfft(Y * np.conj(X), n)[:, :n_taps]).sum(0)
+    r[0] += 1e-9 * r[0] + 1e-30
+    return solve_toeplitz(r, p)
+
+
+def resample_fir(taps, from_rate: float, to_rate: float) -> np.ndarray:
+    """FIR taps designed at ``from_rate`` (Hz) carried to ``to_rate``: the same
+    frequency response below both Nyquists, ``ceil(N to/from)`` taps.
+
+    Definition (C++ computes the same in ``unit_engine.h`` ``dsp::resampleFir``), with
+    ``r = to_rate / from_rate``, ``c = min(1, r)``, ``W = FIR_RESAMPLE_HALF_WIDTH / c``::
+
+        h'[n] = (c / r) sum_k h[k] sinc(c (n / r - k)) w((n / r - k) / W)
+        sinc(u) = sin(pi u) / (pi u),  w(u) = (1 + cos(pi u)) / 2 for |u| < 1, else 0
+
+    At ``r`` = 1 it returns the taps unchanged (to rounding)."""
+    h = np.asarray(taps, np.float64)
+    if from_rate == to_rate:
+        return h.copy()
+    r = float(to_rate) / float(from_rate)
+    c = min(1.0, r)
+    W = FIR_RESAMPLE_HALF_WIDTH / c
+    m = int(math.ceil(len(h) * r))
+    out = np.zeros(m)
+    k = np.arange(len(h))
+    for i in range(m):
+        u = i / r - k
+        win = np.where(np.abs(u) < W, 0.5 * (1.0 + np.cos(np.pi * u / W)), 0.0)
+        out[i] = (c / r) * np.sum(h * np.sinc(c * u) * win)
+    return out

@@ -96,6 +96,9 @@ class FitConfig:
     report_max_s: float = 16.0      # longer items are scored on evenly spread windows
     report_window_s: float = 2.0
     max_latency_s: float = 0.05
+    # the output FIR (topologies with OUTPUT_FIR): solved in closed form and kept where it
+    # takes the training items' ESR down by OUTPUT_FIR_MIN_GAIN; False: never
+    output_fir: bool = True
     checkpoint_interval_s: float = 30.0
     n_knots: int = 5
     hidden: int = 16
@@ -952,6 +955,78 @@ class Fitter:
             print(f"output DC: targets' share below {self.OUTPUT_DC_HZ} Hz {ys:.3g}, inputs' {xs:.3g} -> "
                   f"{'kept' if use else 'blocked'}", flush=True)
 
+    #: the output FIR is kept when its least-squares solve takes the plain ESR of the
+    #: training excerpts down by at least this fraction (:meth:`_output_fir_solve`)
+    OUTPUT_FIR_MIN_GAIN = 0.1
+    #: ... and by at least this much ESR (a filter that buys less is not worth its CPU)
+    OUTPUT_FIR_MIN_ESR = 1e-3
+
+    @torch.no_grad()
+    def _output_fir_solve(self, raw_fn, decide: bool = False) -> None:
+        """Solve the topology's output FIR (``OUTPUT_FIR``) in closed form: the least-
+        squares FIR from the twin's output without it to the targets
+        (:func:`dsp.filters.fir_least_squares`), on four excerpts of every training item
+        (one per input level, ``segment_s`` long after the warm-up), each row weighted as
+        the training loss weighs it. With ``decide`` the shared ``output_fir`` is set: on
+        when the solve takes the excerpts' weighted ESR down by ``OUTPUT_FIR_MIN_GAIN``
+        of itself and by ``OUTPUT_FIR_MIN_ESR`` (and ``FitConfig.output_fir``), else off with the taps left as a unit impulse.
+        Without ``decide`` a twin with the switch off is left alone. ``raw_fn(idx)``: the
+        raw controls of items ``idx``."""
+        from dsp.filters import fir_least_squares
+
+        topo = self.topo
+        if not topo.OUTPUT_FIR:
+            return
+        flag = topo.shared["output_fir"]
+        if not decide and float(flag) < 0.5:
+            return
+        if decide and not self.cfg.output_fir:
+            flag.fill_(0.0)
+            return
+        c = self.cfg
+        warm = int(c.warmup_s * self.sr)
+        tr = self.train_idx or list(range(len(self.items)))
+        L = min([warm + int(c.segment_s * self.sr)] + [len(self.x[i]) for i in tr])
+        rows, xs, ys = [], [], []
+        for i in tr:
+            for s0 in self._excerpt_starts(i, L):
+                rows.append(i)
+                xs.append(self.x[i][s0:s0 + L])
+                ys.append(self._target(i, s0, L))
+        Y = np.stack(ys)[:, warm:].astype(np.float64)
+        saved = float(flag)
+        flag.fill_(0.0)
+        try:
+            yh = []
+            for a in range(0, len(rows), 16):
+                X = torch.from_numpy(np.stack(xs[a:a + 16]))
+                yh.append(topo(X, raw_fn(rows[a:a + 16])).double().numpy())
+        finally:
+            flag.fill_(saved)
+        Yh = np.concatenate(yh)[:, warm:]
+        P = np.array([self.power[i] for i in rows])
+        w = 1.0 / ((Y * Y).sum(-1) + 0.05 * Y.shape[-1] * P + 1e-9)
+        h = fir_least_squares(Yh, Y, len(topo.output_fir_taps), w)
+        d0 = Y - Yh
+        e0 = float((w * (d0 * d0).sum(-1)).sum())
+        Yf = np.stack([np.convolve(r, h)[: r.size] for r in Yh])
+        d1 = Y - Yf
+        e1 = float((w * (d1 * d1).sum(-1)).sum())
+        gain = (e0 - e1) / len(rows)  # in ESR, mean over the excerpts
+        keep = (gain >= self.OUTPUT_FIR_MIN_GAIN * e0 / len(rows) and gain >= self.OUTPUT_FIR_MIN_ESR
+                if decide else True)
+        if keep:
+            topo.set_output_fir(h)
+            flag.fill_(1.0)
+        elif decide:
+            unit = np.zeros(len(topo.output_fir_taps))
+            unit[0] = 1.0
+            topo.set_output_fir(unit)
+            flag.fill_(0.0)
+        if os.environ.get("UNIT_FIT_DEBUG"):
+            print(f"output FIR ({len(h)} taps, {len(rows)} excerpts): weighted ESR {e0 / len(rows):.4f} -> "
+                  f"{e1 / len(rows):.4f}: {'on' if keep else 'off'}", flush=True)
+
     # -- knob bookkeeping ----------------------------------------------------------------
     def _off_reference(self, i: int) -> list[int]:
         """Indices of the knobs that item ``i`` sets away from their reference."""
@@ -1380,6 +1455,8 @@ class Fitter:
             per = {self.items[i]["name"]: float(v) / 2 for i, v in zip(idx, l.detach())}
             return l.mean() + reg + self.map.regularizer(), per
 
+        if self.step == 0:  # not on resume: the checkpoint holds the solved FIR
+            self._output_fir_solve(lambda idx: self.item_raw[idx], decide=True)
         groups = [{"params": add_params + [delta], "lr": c.lr_controls}]
         sp = list(self.topo.shared.parameters())
         if sp:
@@ -1447,6 +1524,9 @@ class Fitter:
             if self.step % c.eval_every == 0 or self.step == total:
                 self._eval_holdout()
 
+        mapped = lambda idx: self.map(self._knob_tensor(idx))  # noqa: E731
+        if self.step == 0:
+            self._output_fir_solve(mapped)
         groups = [{"params": list(self.map.parameters()), "lr": c.lr_map}]
         sp = list(self.topo.shared.parameters())
         if sp:
@@ -1454,10 +1534,27 @@ class Fitter:
         self._after_step = after
         try:
             self._optimise(c.joint_steps, groups, step_fn, stop_frac=0.9,
-                           validate=lambda: self._validate(lambda idx: self.map(self._knob_tensor(idx))))
+                           validate=lambda: self._validate(mapped))
+            self._refit_output_fir(mapped)
             self._eval_holdout()  # of the kept best state
         finally:
             self._after_step = lambda total: None
+
+    def _refit_output_fir(self, raw_fn) -> None:
+        """After the joint fit: solve the output FIR again for the map as it ended, and
+        keep the new taps only if the validation excerpts score better with them."""
+        topo = self.topo
+        if not topo.OUTPUT_FIR or float(topo.shared["output_fir"]) < 0.5:
+            return
+        old = topo.output_fir_taps.clone()
+        before = self._validate(raw_fn)
+        self._output_fir_solve(raw_fn)
+        after = self._validate(raw_fn)
+        if not after < before:
+            topo.set_output_fir(old)
+        if os.environ.get("UNIT_FIT_DEBUG"):
+            print(f"output FIR re-solved after the joint fit: validation {before:.4f} -> {after:.4f}"
+                  f"{'' if after < before else ' (kept the old taps)'}", flush=True)
 
     @torch.no_grad()
     def _eval_holdout(self):

@@ -181,7 +181,7 @@ class FittedBlock:
 
     def __init__(self, topology: str, sample_rate: float, oversample: int, shared_raw: dict,
                  knob_map: dict, polarity: float = 1.0, report: dict | None = None,
-                 status: str = "complete"):
+                 status: str = "complete", output_fir: list[float] | None = None):
         self.topology = topology
         self.sample_rate = float(sample_rate)
         self.oversample = int(oversample)
@@ -190,6 +190,12 @@ class FittedBlock:
         self.polarity = float(polarity)
         self._report = report or {}
         self.status = status
+        #: the output FIR's taps at ``sample_rate`` (topologies with ``OUTPUT_FIR``, when
+        #: the shared ``output_fir`` is on), else None
+        self.output_fir = None if output_fir is None else [float(v) for v in output_fir]
+        if self.shared_raw.get("output_fir", 0.0) > 0.5 and not self.output_fir:
+            raise ValueError("this twin has its output FIR on (shared output_fir = 1) but no taps "
+                             "(\"output_fir\"): the file is damaged; train the block again")
         self._topo = None
         self._map = None
 
@@ -205,6 +211,8 @@ class FittedBlock:
             with torch.no_grad():
                 for k, v in self.shared_raw.items():
                     topo.shared[k].fill_(v)
+            if self.output_fir is not None:
+                topo.set_output_fir(self.output_fir)
             self._topo, self._map = topo, KnobControlMap.from_dict(self.knob_map)
         return self._topo, self._map
 
@@ -269,7 +277,8 @@ class FittedBlock:
                 "sample_rate": self.sample_rate, "oversample": self.oversample,
                 "polarity": self.polarity, "shared_raw": self.shared_raw,
                 "shared_physical": self._shared_physical(), "knob_map": self.knob_map,
-                "report": self._report, "status": self.status}
+                "report": self._report, "status": self.status,
+                **({"output_fir": self.output_fir} if self.output_fir is not None else {})}
 
     def _shared_physical(self) -> dict:
         topo, _ = self._modules()
@@ -280,7 +289,8 @@ class FittedBlock:
         if d.get("format") != "unit-twin" or d.get("version") != TWIN_FORMAT_VERSION:
             raise ValueError(f"not a unit-twin v{TWIN_FORMAT_VERSION} document")
         return cls(d["topology"], d["sample_rate"], d["oversample"], d["shared_raw"],
-                   d["knob_map"], d.get("polarity", 1.0), d.get("report"), d.get("status", "complete"))
+                   d["knob_map"], d.get("polarity", 1.0), d.get("report"), d.get("status", "complete"),
+                   d.get("output_fir"))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (temp file in the same folder + ``os.replace``)."""
@@ -353,8 +363,11 @@ def fit_block(topology: str, knobs: list[KnobSpec], items: list[TrainItem], *, s
         rep = fitter.report or {"items": [], "train": None, "holdout": None,
                                 "topology": topology, "polarity": fitter.polarity}
         rep = dict(rep, steps={"stage": fitter.stage, "step": fitter.step})
+        topo = fitter.topo
+        fir = (topo.output_fir_taps.tolist()
+               if topo.OUTPUT_FIR and float(topo.shared["output_fir"]) > 0.5 else None)
         return FittedBlock(topology, fitter.sr, fitter.cfg.oversample,
-                           {k: float(v.detach()) for k, v in fitter.topo.shared.items()},
-                           fitter.map.to_dict(), fitter.polarity, rep, status)
+                           {k: float(v.detach()) for k, v in topo.shared.items()},
+                           fitter.map.to_dict(), fitter.polarity, rep, status, fir)
     finally:
         torch.set_num_threads(prev_threads)

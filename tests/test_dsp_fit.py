@@ -969,3 +969,65 @@ def test_a_fit_with_the_band_split_set_trains_the_bands():
     assert per_capture and min(per_capture[-5:]) < per_capture[0], per_capture
     off = FittedBlock.from_dict(dict(block.to_dict(), shared_raw=dict(sr, band_split=0.0)))
     assert not np.allclose(off.render({}, x, SR), block.render({}, x, SR), atol=1e-4)
+
+
+@pytest.mark.parametrize("cab", [True, False], ids=["coloured-output", "plain-output"])
+def test_output_fir_is_solved_and_kept_only_when_the_captures_need_it(cab):
+    """Captures of an amp whose output runs through a fixed coloration no parametric
+    section has (a cabinet the device will not switch off: Guitarix's MetalHead) get
+    the output FIR, solved in closed form: with the twin's controls right it is the
+    coloration itself. Captures without one leave it off and the taps a unit impulse."""
+    import scipy.signal
+
+    from dsp.fit import Fitter
+
+    x = guitar_like(2.0, seed=8)
+    ctl = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
+    y = _amp_render(x, 0.0, oversample=1, **ctl)
+    rng = np.random.default_rng(5)
+    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
+    h[0] += 1.0
+    if cab:
+        y = scipy.signal.lfilter(h, [1.0], y)
+    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    f = Fitter("amp", [], items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    raw = f.topo.raw_from_physical(ctl)
+    f._output_fir_solve(lambda idx: raw.expand(len(idx), -1), decide=True)
+    taps = f.topo.output_fir_taps.numpy()
+    assert float(f.topo.shared["output_fir"]) == float(cab)
+    if cab:  # (the fitter's polarity vote may flip the targets: the taps then flip too)
+        assert np.linalg.norm(f.polarity * taps - h) < 0.02 * np.linalg.norm(h)
+        with torch.no_grad():  # and the twin with it renders the captures
+            yh = f.polarity * f.topo(torch.from_numpy(x.astype(np.float64))[None], raw, exact=True)[0].numpy()
+        assert np.sum((yh - y) ** 2) < 1e-3 * np.sum(y ** 2)
+    else:
+        np.testing.assert_array_equal(taps, np.eye(1, 240)[0])
+    off = Fitter("amp", [], items, seed=0, config=FitConfig(**dict(vars(SEARCH_CFG), output_fir=False)))
+    off._prepare()
+    off._output_fir_solve(lambda idx: raw.expand(len(idx), -1), decide=True)
+    assert float(off.topo.shared["output_fir"]) == 0.0
+
+
+def test_amp_twin_saved_before_the_output_fir_renders_the_same():
+    """A twin written before the output FIR (no ``output_fir`` switch, no taps) loads
+    with it off and computes what it computed; one with it on carries its taps through
+    save and load and renders them."""
+    from dsp import export
+    from dsp.controls import KnobDef
+
+    knobs = [KnobDef("Gain", affects=("pre_gain_db",))]
+    new = export.synthetic_block("amp", knobs, seed=6, shared={"output_fir": 0.0})
+    d = new.to_dict()
+    assert "output_fir" not in d
+    d["shared_raw"] = {k: v for k, v in d["shared_raw"].items() if k != "output_fir"}
+    old = FittedBlock.from_dict(json.loads(json.dumps(d)))
+    assert old.shared_raw["output_fir"] == 0.0 and old.output_fir is None
+    x = guitar_like(0.5, seed=4)
+    np.testing.assert_array_equal(old.render({}, x, SR), new.render({}, x, SR))
+    cab = export.synthetic_block("amp", knobs, seed=6, shared={"output_fir": 1.0})
+    back = FittedBlock.from_dict(json.loads(json.dumps(cab.to_dict())))
+    assert back.output_fir == cab.output_fir and len(back.output_fir) == 240
+    np.testing.assert_array_equal(back.render({}, x, SR), cab.render({}, x, SR))
+    assert not np.allclose(cab.render({}, x, SR), new.render({}, x, SR), atol=1e-4)

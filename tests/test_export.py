@@ -288,6 +288,45 @@ def test_amp_parity_with_the_drive_section(render_bin, tmp_path, v2):
     assert esr(a, b) > 1e-2
 
 
+def test_amp_parity_with_the_output_fir(render_bin, tmp_path):
+    """The output FIR (240 taps at 48 kHz) after every other section: the engine runs
+    it at 48 kHz as given, and at 44.1 and 96 kHz carries the taps over as
+    ``dsp.filters.resample_fir`` does (same formula, computed in C++). The FIR is on
+    the model's page with its rate, and it changes what the amp does."""
+    models = {"01_Amp": random_block("amp", amp_knobs(), seed=41,
+                                     shared={"output_fir": 1.0, "allpass": 1.0, "allpass2": 1.0})}
+    model, doc = write_model(tmp_path, models)
+    b = doc["blocks"][0]
+    assert b["shared"]["output_fir"] == 1.0
+    assert b["output_fir"]["sample_rate"] == 48000.0 and len(b["output_fir"]["taps"]) == 240
+    assert export.blocks_from_model(doc)["01_Amp"].output_fir == models["01_Amp"].output_fir
+    settings = settings_for(doc, 2, seed=42)
+    for rate in (48000, 44100, 96000):
+        worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
+        print(f"amp, output FIR, {rate} Hz: worst ESR {worst:.2e}")
+    plain = {"01_Amp": random_block("amp", amp_knobs(), seed=41,
+                                    shared={"output_fir": 0.0, "allpass": 1.0, "allpass2": 1.0})}
+    assert "output_fir" not in export.model_document(plain, None)["blocks"][0]
+    x = parity_signal(48000)
+    a = export.render_chain(doc, models, {}, x, 48000)
+    c = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
+    assert esr(a, c) > 1e-2
+
+
+def test_a_model_with_its_output_fir_on_but_no_taps_is_refused(render_bin, tmp_path):
+    models = {"01_Amp": random_block("amp", amp_knobs(), seed=41, shared={"output_fir": 1.0})}
+    model, doc = write_model(tmp_path, models)
+    del doc["blocks"][0]["output_fir"]
+    model.write_text(export.dumps_model(doc), encoding="utf-8")
+    r = subprocess.run([str(render_bin), str(model), "/dev/null", str(tmp_path / "o.f32"), "48000"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "output FIR on but no taps" in r.stderr
+    from dsp.twin import FittedBlock
+
+    with pytest.raises(ValueError, match="output FIR on"):
+        FittedBlock.from_dict(dict(models["01_Amp"].to_dict(), output_fir=None))
+
+
 def test_silence_in_is_exact_silence_out(render_bin, tmp_path):
     """Digital silence through an amp with an imbalanced push-pull stage (which has DC
     when driven) stays exactly 0 in torch and in C++. Hosts test for it: pedalboard

@@ -684,6 +684,57 @@ struct Delay {
     }
 };
 
+/// = dsp.filters.resample_fir: FIR taps designed at `fromRate` carried to `toRate`
+/// (Hann-windowed sinc interpolation, half-width 16 samples of the lower rate).
+inline std::vector<double> resampleFir(const std::vector<double>& h, double fromRate, double toRate) {
+    if (fromRate == toRate) return h;
+    const double r = toRate / fromRate, c = std::min(1.0, r), W = 16.0 / c;
+    const double pi = 3.14159265358979323846;
+    const size_t m = (size_t)std::ceil((double)h.size() * r);
+    std::vector<double> out(m, 0.0);
+    for (size_t i = 0; i < m; ++i) {
+        double acc = 0.0;
+        for (size_t k = 0; k < h.size(); ++k) {
+            const double u = (double)i / r - (double)k;
+            if (std::fabs(u) >= W) continue;
+            const double a = pi * c * u;
+            const double sinc = a == 0.0 ? 1.0 : std::sin(a) / a;
+            acc += h[k] * sinc * 0.5 * (1.0 + std::cos(pi * u / W));
+        }
+        out[i] = (c / r) * acc;
+    }
+    return out;
+}
+
+/// Causal FIR y[n] = sum_k h[k] x[n - k] (= dsp.filters.fir_filter): the history is kept
+/// twice over (a mirrored ring), so each output is one contiguous dot product.
+struct Fir {
+    std::vector<double> rev, ring;  // taps reversed; 2N history
+    size_t n = 0, pos = 0;
+    void design(const std::vector<double>& h) {
+        n = h.size();
+        rev.assign(h.rbegin(), h.rend());
+        ring.assign(2 * std::max<size_t>(n, 1), 0.0);
+        pos = 0;
+    }
+    void reset() { std::fill(ring.begin(), ring.end(), 0.0); pos = 0; }
+    inline double tick(double x) {
+        ring[pos] = x;
+        ring[pos + n] = x;
+        if (++pos == n) pos = 0;
+        const double* a = ring.data() + pos;  // the last n inputs, oldest first
+        const double* b = rev.data();
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        size_t k = 0;
+        for (; k + 4 <= n; k += 4) {
+            s0 += a[k] * b[k]; s1 += a[k + 1] * b[k + 1];
+            s2 += a[k + 2] * b[k + 2]; s3 += a[k + 3] * b[k + 3];
+        }
+        for (; k < n; ++k) s0 += a[k] * b[k];
+        return (s0 + s1) + (s2 + s3);
+    }
+};
+
 }  // namespace dsp
 
 // ======================================================================================
@@ -894,6 +945,15 @@ public:
             if (fir[k] != fir[fir.size() - 1 - k])
                 throw std::runtime_error("unit-model: resampler taps are not symmetric");
         loadShared(b["shared"]);
+        if (b.has("output_fir") && !b["output_fir"].isNull()) {
+            outFirTaps_ = b["output_fir"]["taps"].nums();
+            outFirRate_ = b["output_fir"]["sample_rate"].num();
+        }
+        const json::Value& sh = b["shared"];
+        outFirOn_ = sh.has("output_fir") && sh["output_fir"].num() > 0.5;
+        if (outFirOn_ && (outFirTaps_.empty() || !(outFirRate_ > 0)))
+            throw std::runtime_error("unit-model: block '" + name + "' has its output FIR on but no taps "
+                                     "(\"output_fir\": {\"sample_rate\", \"taps\"}); export the model again");
         for (size_t i = 0; i < map.controls.size(); ++i)
             if (map.controls[i].name != expectedControl(i))
                 throw std::runtime_error("unit-model: block '" + name + "' control " + std::to_string(i) +
@@ -916,11 +976,13 @@ public:
     virtual void prepare(double sr) {
         sampleRate = sr;
         if (oversample > 1) resampler.design(fir, oversample);
+        if (outFirOn_) outFir_.design(dsp::resampleFir(outFirTaps_, outFirRate_, sr));
     }
     virtual void setControls(const double* physical) = 0;
     virtual void process(double* x, int n) = 0;
     virtual void reset() {
         resampler.reset(); ap1_.reset(); ap2_.reset(); ap3_.reset(); ap4_.reset(); olp1_.reset(); olp2_.reset();
+        outFir_.reset();
     }
     virtual void flushDenormals() {}
     /// Base-rate samples of delay behind the twin's (zero-phase) output.
@@ -937,6 +999,12 @@ protected:
     // on when shared "allpass2" is 1 (a model without the keys has them off).
     bool allpassOn_ = false, allpass2On_ = false, outLpOn_ = false;
     dsp::Section ap1_, ap2_, ap3_, ap4_, olp1_, olp2_;
+    // the output FIR (Topology.OUTPUT_FIR), after everything else, on when shared
+    // "output_fir" is 1: its taps at outFirRate_, resampled to the running rate in prepare
+    bool outFirOn_ = false;
+    std::vector<double> outFirTaps_;
+    double outFirRate_ = 0.0;
+    dsp::Fir outFir_;
     void loadOutputSections(const json::Value& sh) {
         allpassOn_ = sh.has("allpass") && sh["allpass"].num() > 0.5;
         allpass2On_ = sh.has("allpass2") && sh["allpass2"].num() > 0.5;
@@ -960,12 +1028,15 @@ protected:
         if (allpassOn_) v = ap2_.tickAllpass(ap1_.tickAllpass(v));
         return v;
     }
-    /// A chunk through the optional output sections, the second all-pass pair last.
+    /// A chunk through the optional output sections, the second all-pass pair and the
+    /// output FIR last (a block that calls the one-sample form has neither).
     void outputSections(double* x, int n) {
         if (outLpOn_ || allpassOn_)
             for (int i = 0; i < n; ++i) x[i] = outputSections(x[i]);
         if (allpass2On_)
             for (int i = 0; i < n; ++i) x[i] = ap4_.tickAllpass(ap3_.tickAllpass(x[i]));
+        if (outFirOn_)
+            for (int i = 0; i < n; ++i) x[i] = outFir_.tick(x[i]);
     }
     virtual std::string expectedControl(size_t i) const = 0;
     virtual size_t numExpectedControls() const = 0;
