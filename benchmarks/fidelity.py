@@ -155,7 +155,8 @@ def train_child(args) -> int:
 
     fitted, meta = train_block(project, args.block, minutes=args.minutes, seed=args.seed, fresh=True,
                                on_progress=progress, should_stop=should_stop,
-                               config=FitConfig(variants=parse_variants(args.variant)))
+                               config=FitConfig(variants=parse_variants(args.variant),
+                                                output_fir=not args.no_output_fir))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -180,7 +181,7 @@ def parse_variants(pairs: list[str] | None) -> dict | None:
 
 
 def train(project, block_id: str, minutes: float | None, seed: int, every: float,
-          variants: list[str] | None = None) -> dict:
+          variants: list[str] | None = None, no_output_fir: bool = False) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -190,6 +191,8 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
             cmd += ["--minutes", str(minutes)]
         for v in variants or ():
             cmd += ["--variant", v]
+        if no_output_fir:
+            cmd.append("--no-output-fir")
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
@@ -356,7 +359,7 @@ def run_block(key: str, args) -> dict:
     else:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
-        tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant)
+        tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant, args.no_output_fir)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -467,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the fit and of the random settings")
     p.add_argument("--every", type=float, default=15.0, help="seconds between training progress lines")
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    p.add_argument("--no-output-fir", action="store_true",
+                   help="never give the amp its output FIR (FitConfig.output_fir=False): for comparison")
     p.add_argument("--score-only", action="store_true",
                    help="do not train: score the model saved by the last run in WORK (for development)")
     # internal: the training child process
