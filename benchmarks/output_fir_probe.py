@@ -11,7 +11,7 @@ can do better).
     python benchmarks/output_fir_probe.py WORK/metalhead [--taps 128 256 1024]
 
 Measured on Guitarix's MetalHead (session 12's 20-minute twin, held-out median): 0.228
-without; with 128 / 256 / 1024 taps 0.130 / 0.105 / 0.095. It prints figures and
+without; with 128 / 256 / 1024 taps 0.107 / 0.103 / 0.094. It prints figures and
 asserts nothing; it writes nothing into the project.
 """
 from __future__ import annotations

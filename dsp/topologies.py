@@ -257,7 +257,7 @@ class Topology(nn.Module):
     #: follow (a load box or a speaker-emulating output, a cabinet the device will not
     #: switch off). Measured on Guitarix's MetalHead, which ends in a 4x12 cabinet
     #: impulse response: a least-squares FIR after a fitted twin took the held-out ESR
-    #: from 0.23 to 0.09 (1024 taps), 0.10 (256), 0.13 (128). The fitter solves it in
+    #: from 0.23 to 0.094 (1024 taps), 0.103 (256), 0.107 (128). The fitter solves it in
     #: closed form (:meth:`dsp.fit.Fitter._output_fir_solve`) and keeps it only where it
     #: helps; at another sample rate the taps are carried over by
     #: :func:`dsp.filters.resample_fir`.
