@@ -682,15 +682,22 @@ class Fitter:
             warm = int(c.warmup_s * self.sr)
             L = warm + int(c.segment_s * self.sr)
             L = min([L] + [len(self.x[i]) for i in pick])
-            rows, xs, ys = [], [], []
-            for i in pick:
-                for s0 in self._excerpt_starts(i, L):
-                    rows.append(i)
-                    xs.append(self.x[i][s0:s0 + L])
-                    ys.append(self._target(i, s0, L))
+            rows, xs, ys = self._level_excerpts(pick, L)
             self._val = (rows, torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)),
                          torch.tensor([self.power[i] for i in rows]))
         return self._val
+
+    def _level_excerpts(self, idx: list[int], length: int) -> tuple[list[int], list, list]:
+        """Windows of ``length`` samples of each item in ``idx`` at its four input levels
+        (:meth:`_excerpt_starts`): the item of each row, the inputs and the aligned
+        targets."""
+        rows, xs, ys = [], [], []
+        for i in idx:
+            for s0 in self._excerpt_starts(i, length):
+                rows.append(i)
+                xs.append(self.x[i][s0:s0 + length])
+                ys.append(self._target(i, s0, length))
+        return rows, xs, ys
 
     @torch.no_grad()
     def _validate(self, raw_fn) -> float:
@@ -991,12 +998,7 @@ class Fitter:
         warm = int(c.warmup_s * self.sr)
         tr = self.train_idx or list(range(len(self.items)))
         L = min([warm + int(c.segment_s * self.sr)] + [len(self.x[i]) for i in tr])
-        rows, xs, ys = [], [], []
-        for i in tr:
-            for s0 in self._excerpt_starts(i, L):
-                rows.append(i)
-                xs.append(self.x[i][s0:s0 + L])
-                ys.append(self._target(i, s0, L))
+        rows, xs, ys = self._level_excerpts(tr, L)
         Y = np.stack(ys)[:, warm:].astype(np.float64)
         saved = float(flag)
         flag.fill_(0.0)
