@@ -99,6 +99,10 @@ class FitConfig:
     # the output FIR (topologies with OUTPUT_FIR): solved in closed form and kept where it
     # takes the training items' ESR down by Fitter.OUTPUT_FIR_MIN_GAIN; False: never
     output_fir: bool = True
+    # joint-fit steps between re-solves of the output FIR (the map moves under it; each
+    # new solve is kept only if the validation excerpts improve); 0: only at the start
+    # and the end of the joint fit
+    output_fir_every: int = 100
     checkpoint_interval_s: float = 30.0
     n_knots: int = 5
     hidden: int = 16
@@ -595,17 +599,19 @@ class Fitter:
         t = self._stage_totals()
         return sum(t[s] for s in STAGES[self.stage + 1:])
 
-    def _optimise(self, total, params_groups, step_fn, stop_frac=None, validate=None):
+    def _optimise(self, total, params_groups, step_fn, stop_frac=None, validate=None, tracked=()):
         """Generic Adam loop with checkpoint/resume, cosine LR decay and cancellation.
 
         ``validate``: a callable scoring the current state on fixed training excerpts
         (lower is better). It runs every ``eval_every`` steps and at the end; the stage
         ends on the best state seen (kept in the checkpoint), so a stage can never leave
         the fit worse than it found it: random-segment Adam steps are noisy, and on real
-        captures they were measured to wander from an init at ESR 0.5 to silence (1.0)."""
+        captures they were measured to wander from an init at ESR 0.5 to silence (1.0).
+        ``tracked``: tensors outside the optimiser that the stage may change between
+        steps (the output FIR's taps); the best state keeps and restores them too."""
         opt = torch.optim.Adam(params_groups)
         base_lrs = [g["lr"] for g in opt.param_groups]
-        tensors = [p for g in params_groups for p in g["params"]]
+        tensors = [p for g in params_groups for p in g["params"]] + list(tracked)
         # With a time budget a stage fills its share of it: after a few timed steps the
         # step count grows (up to 20x the configured one) to end at ``stop_frac`` of the
         # budget; the count is kept in the checkpoint so a resumed stage keeps its
@@ -1527,6 +1533,9 @@ class Fitter:
             return l.mean() + self.map.regularizer(), per
 
         def after(total):
+            if (c.output_fir_every and self.step % c.output_fir_every == 0 and self.step < total
+                    and not self._over_budget(0.9)):
+                self._refit_output_fir(mapped)
             if self.step % c.eval_every == 0 or self.step == total:
                 self._eval_holdout()
 
@@ -1539,16 +1548,18 @@ class Fitter:
             groups.append({"params": sp, "lr": c.lr_shared})
         self._after_step = after
         try:
+            tracked = [self.topo.output_fir_taps] if self.topo.OUTPUT_FIR else []
             self._optimise(c.joint_steps, groups, step_fn, stop_frac=0.9,
-                           validate=lambda: self._validate(mapped))
+                           validate=lambda: self._validate(mapped), tracked=tracked)
             self._refit_output_fir(mapped)
             self._eval_holdout()  # of the kept best state
         finally:
             self._after_step = lambda total: None
 
     def _refit_output_fir(self, raw_fn) -> None:
-        """After the joint fit: solve the output FIR again for the map as it ended, and
-        keep the new taps only if the validation excerpts score better with them."""
+        """During and after the joint fit: solve the output FIR again for the map as it
+        stands, and keep the new taps only if the validation excerpts score better with
+        them."""
         topo = self.topo
         if not topo.OUTPUT_FIR or float(topo.shared["output_fir"]) < 0.5:
             return
@@ -1559,7 +1570,7 @@ class Fitter:
         if not after < before:
             topo.set_output_fir(old)
         if os.environ.get("UNIT_FIT_DEBUG"):
-            print(f"output FIR re-solved after the joint fit: validation {before:.4f} -> {after:.4f}"
+            print(f"output FIR re-solved at joint step {self.step}: validation {before:.4f} -> {after:.4f}"
                   f"{'' if after < before else ' (kept the old taps)'}", flush=True)
 
     @torch.no_grad()

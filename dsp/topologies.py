@@ -282,8 +282,15 @@ class Topology(nn.Module):
             self.register_buffer("output_fir_taps", taps)
 
     def set_output_fir(self, taps) -> None:
-        """Replace the output FIR's taps (at ``sample_rate``; any length)."""
-        self.output_fir_taps = torch.as_tensor(taps, dtype=torch.float64).detach().clone()
+        """Replace the output FIR's taps (at ``sample_rate``; any length). Taps of the
+        same length are copied into the buffer in place, so a reference to it (the
+        fitter's best-state tracking) stays valid."""
+        new = torch.as_tensor(taps, dtype=torch.float64).detach()
+        if new.shape == self.output_fir_taps.shape:
+            with torch.no_grad():
+                self.output_fir_taps.copy_(new)
+        else:
+            self.output_fir_taps = new.clone()
 
     def output_fir_at(self, sample_rate: float) -> torch.Tensor:
         """The output FIR's taps at ``sample_rate`` (:func:`dsp.filters.resample_fir`)."""

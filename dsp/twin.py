@@ -264,12 +264,18 @@ class FittedBlock:
         ``{"items": [{name, holdout, esr, verdict, latency_samples, knobs}],
         "train": {mean, median, worst, count, verdict} | None, "holdout": ... | None,
         "status": "complete" | "cancelled" | "budget", "structure": {option: 0 | 1},
-        "fit_seconds", ...}`` (``structure``: the topology's structural options as this
-        twin has them, ``dsp.structure``)"""
+        "sections": {switch: 0 | 1}, "fit_seconds", ...}`` (``structure``: the
+        topology's structural options as this twin has them, ``dsp.structure``;
+        ``sections``: the optional sections the fitter decided from the captures, e.g.
+        ``output_fir``, ``allpass``, ``output_dc``)"""
         from dsp.structure import STRUCTURE
+        from dsp.topologies import TOPOLOGIES
 
-        structure = {o.name: int(self.shared_raw.get(o.name, 0.0) > 0.5) for o in STRUCTURE[self.topology]}
-        return dict(self._report, status=self.status, structure=structure)
+        on = lambda k: int(self.shared_raw.get(k, 0.0) > 0.5)  # noqa: E731
+        structure = {o.name: on(o.name) for o in STRUCTURE[self.topology]}
+        cls = TOPOLOGIES[self.topology]
+        sections = {k: on(k) for k in cls.switches() if k not in cls.SWITCHES_ON}
+        return dict(self._report, status=self.status, structure=structure, sections=sections)
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:

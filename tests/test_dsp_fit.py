@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dsp import losses
-from dsp.fit import FitConfig, measure_latency, shift_signal
+from dsp.fit import STAGES, FitConfig, measure_latency, shift_signal
 from dsp.topologies import make_topology
 from dsp.twin import FittedBlock, KnobSpec, Progress, TrainItem, fit_block
 
@@ -1008,6 +1008,88 @@ def test_output_fir_is_solved_and_kept_only_when_the_captures_need_it(cab):
     off._prepare()
     off._output_fir_solve(lambda idx: raw.expand(len(idx), -1), decide=True)
     assert float(off.topo.shared["output_fir"]) == 0.0
+
+
+def test_the_joint_fit_re_solves_the_output_fir_as_the_map_moves():
+    """The output FIR is solved for the twin as it stands; the joint fit moves the map
+    under it, so it is solved again every ``output_fir_every`` steps (kept only where
+    the validation excerpts improve), and the stage's keep-best restores the taps that
+    went with the best map. Here the joint fit starts with a stale FIR (a unit impulse)
+    on captures coloured by a cabinet-like filter: the re-solve during the stage finds it."""
+    import time as _t
+
+    import scipy.signal
+
+    from dsp.fit import Fitter
+
+    x = guitar_like(1.5, seed=8)
+    ctl = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
+    rng = np.random.default_rng(5)
+    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
+    h[0] += 1.0
+    y = scipy.signal.lfilter(h, [1.0], _amp_render(x, 0.0, oversample=1, **ctl))
+    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    cfg = FitConfig(**dict(vars(SEARCH_CFG), joint_steps=12, eval_every=4, output_fir_every=4,
+                           lr_map=1e-4, lr_shared=1e-4))
+    f = Fitter("amp", [], items, seed=0, config=cfg)
+    f._prepare()
+    f._on_event, f._should_stop, f._budget, f._ckpt = (lambda e: None), (lambda: False), None, None
+    f._t0 = f._last_ckpt = _t.monotonic()
+    with torch.no_grad():
+        f.map.base.copy_(f.topo.raw_from_physical(ctl)[0])
+    f.topo.shared["output_fir"].fill_(1.0)  # on, with a unit impulse: stale
+    solved_at = []
+    real = f._refit_output_fir
+
+    def spy(raw_fn):
+        solved_at.append(f.step)
+        real(raw_fn)
+
+    f._refit_output_fir = spy
+    mapped = lambda idx: f.map(f._knob_tensor(idx))  # noqa: E731
+    before = f._validate(mapped)
+    f.stage, f.step = STAGES.index("joint"), 1  # step 1: skip the solve at the stage's start
+    f._stage_joint()
+    assert solved_at[:2] == [4, 8], solved_at  # during the stage, then once at its end
+    assert solved_at[-1] == f.step
+    taps = f.polarity * f.topo.output_fir_taps.numpy()
+    assert np.linalg.norm(taps - h) < 0.05 * np.linalg.norm(h)
+    assert f._validate(mapped) < 0.1 * before
+
+
+def test_keep_best_restores_the_tracked_taps_with_the_parameters():
+    """A stage that ends on an earlier best state must restore the tensors it tracks
+    outside the optimiser (the output FIR's taps) to their values at that state."""
+    import time as _t
+
+    from dsp.fit import Fitter
+
+    items = [dict(name="cap", knobs={}, input=guitar_like(0.3, seed=1),
+                  target=guitar_like(0.3, seed=1), sample_rate=SR, latency_samples=0.0, holdout=False)]
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(**dict(vars(SEARCH_CFG), eval_every=1)))
+    f._on_event, f._should_stop, f._budget, f._ckpt = (lambda e: None), (lambda: False), None, None
+    f._t0 = f._last_ckpt = _t.monotonic()
+    p = torch.nn.Parameter(torch.tensor([0.0]))
+    taps = torch.zeros(3, dtype=torch.float64)
+    # validation at the start, after steps 1..3 and at the end: the best is after step 2,
+    # which the taps set after step 1 went with
+    scores = iter([5.0, 3.0, 1.0, 4.0, 4.0])
+
+    def step_fn():
+        return (p - 10.0).pow(2).sum(), {}
+
+    p_at = {}
+
+    def after(total):
+        p_at[f.step] = float(p.detach())
+        taps.fill_(float(f.step))  # the taps change between steps
+
+    f._after_step = after
+    f.stage, f.step = STAGES.index("joint"), 0
+    f._optimise(3, [{"params": [p], "lr": 1.0}], step_fn, validate=lambda: next(scores), tracked=[taps])
+    assert taps.tolist() == [1.0, 1.0, 1.0]
+    assert float(p.detach()) == p_at[2] and p_at[2] != p_at[3]
 
 
 def test_amp_twin_saved_before_the_output_fir_renders_the_same():

@@ -135,15 +135,26 @@ structure = { drive_section = 1 }
     assert twin.shared_raw["drive_section"] == 1.0 and twin.shared_raw["band_split"] == 0.0
     assert load_model(project, "02_Amp").shared_raw == twin.shared_raw
     assert main(["report", str(project.root), "--json"]) == 0  # the report says what the fit used
-    structure = json.loads(capsys.readouterr().out)["02_Amp"]["structure"]
+    rep = json.loads(capsys.readouterr().out)["02_Amp"]
+    structure = rep["structure"]
     assert structure["drive_section"] == 1 and structure["band_split"] == 0
     assert set(structure) == {"tonestack_position", "drive_section", "band_split"}
+    # and which output sections the fit decided from the captures, the output FIR among them
+    sections = rep["sections"]
+    assert set(sections) == {"output_lp", "allpass", "allpass2", "output_dc", "output_fir"}
+    assert sections == {k: int(twin.shared_raw[k] > 0.5) for k in sections}
     assert main(["report", str(project.root)]) == 0
-    assert "structure: tonestack_position" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "structure: tonestack_position" in out
+    on = [k for k, v in sections.items() if v]
+    line = next(ln for ln in out.splitlines() if "output sections decided from the captures" in ln)
+    assert line.split(": ", 1)[1].split(" on")[0] == (", ".join(on) if on else "none")
     from unit_tui.analysis import accuracy_text  # the results screen's summary
 
     on = accuracy_text(twin.report()).split("Structure: ")[1].split(" on (")[0].split(", ")
     assert "drive_section" in on and "band_split" not in on
+    text = accuracy_text(twin.report()).split("Output sections decided from the captures: ")[1]
+    assert text.rstrip(".") == (", ".join(k for k, v in sections.items() if v) or "none")
     # a config that names the option wins over the rig (the benchmarks' --variant)
     import dsp.twin
 

@@ -140,6 +140,9 @@ def accuracy_text(report: dict | None) -> str:
         on = [k for k, v in report["structure"].items() if v]
         parts.append(f"Structure: {', '.join(on) if on else 'none of ' + ', '.join(report['structure'])} on "
                      "(the rig's structure = {...} sets them).")
+    if report.get("sections"):
+        on = [k for k, v in report["sections"].items() if v]
+        parts.append(f"Output sections decided from the captures: {', '.join(on) if on else 'none'}.")
     return " ".join(parts)
 
 

@@ -273,6 +273,11 @@ def _print_report(block_id: str, rep: dict | None) -> None:
     if rep.get("structure"):
         print("  structure: " + ", ".join(f"{k} {v}" for k, v in rep["structure"].items())
               + " (set them in the rig: structure = { ... })")
+    if rep.get("sections"):
+        sec = rep["sections"]
+        on = [k for k, v in sec.items() if v]
+        print(f"  output sections decided from the captures: {', '.join(on) if on else 'none'} on"
+              + (f"; {', '.join(k for k in sec if not sec[k])} off" if len(on) < len(sec) else ""))
     items = sorted(rep.get("items") or [], key=lambda it: -(it.get("esr") or 0))
     for it in items:
         tag = " (held out)" if it.get("holdout") else ""
