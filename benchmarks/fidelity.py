@@ -54,6 +54,7 @@ SKIP_S = 0.5           # the test signal's leading silence, left out of every ES
 DEFAULT_SETTINGS = 12
 DEFAULT_SIGNAL_S = 32.0
 NAM_VERDICTS = ((0.01, "great"), (0.035, "not bad"), (0.1, "may sound OK"))
+FIR_EVERY = 100         # FitConfig.output_fir_every's default (not imported: torch loads lazily)
 # The issue's targets: held-out median / worst ESR per topology.
 TARGETS = {"drive": (0.01, 0.05), "amp": (0.03, 0.1)}
 
@@ -156,7 +157,8 @@ def train_child(args) -> int:
     fitted, meta = train_block(project, args.block, minutes=args.minutes, seed=args.seed, fresh=True,
                                on_progress=progress, should_stop=should_stop,
                                config=FitConfig(variants=parse_variants(args.variant),
-                                                output_fir=not args.no_output_fir))
+                                                output_fir=not args.no_output_fir,
+                                                output_fir_every=args.output_fir_every))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -181,7 +183,8 @@ def parse_variants(pairs: list[str] | None) -> dict | None:
 
 
 def train(project, block_id: str, minutes: float | None, seed: int, every: float,
-          variants: list[str] | None = None, no_output_fir: bool = False) -> dict:
+          variants: list[str] | None = None, no_output_fir: bool = False,
+          output_fir_every: int = FIR_EVERY) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -193,6 +196,7 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
             cmd += ["--variant", v]
         if no_output_fir:
             cmd.append("--no-output-fir")
+        cmd += ["--output-fir-every", str(output_fir_every)]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
@@ -359,7 +363,8 @@ def run_block(key: str, args) -> dict:
     else:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
-        tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant, args.no_output_fir)
+        tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant, args.no_output_fir,
+                   args.output_fir_every)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -472,6 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
     p.add_argument("--no-output-fir", action="store_true",
                    help="never give the amp its output FIR (FitConfig.output_fir=False): for comparison")
+    p.add_argument("--output-fir-every", type=int, default=FIR_EVERY, metavar="STEPS",
+                   help=f"joint-fit steps between re-solves of the output FIR (FitConfig.output_fir_every, "
+                        f"default {FIR_EVERY}; 0: only at the joint fit's start and end)")
     p.add_argument("--score-only", action="store_true",
                    help="do not train: score the model saved by the last run in WORK (for development)")
     # internal: the training child process

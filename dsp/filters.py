@@ -58,6 +58,7 @@ __all__ = [
     "align_param",
     "bilinear_transform",
     "biquad_coeffs",
+    "blend_coeffs",
     "onepole_coeffs",
     "dc_blocker_coeffs",
     "iir_filter",
@@ -297,6 +298,32 @@ def onepole_coeffs(kind: str, sample_rate: float, cutoff_hz) -> tuple[torch.Tens
         b = torch.stack([k / norm, k / norm], dim=-1)
     else:
         b = torch.stack([1.0 / norm, -1.0 / norm], dim=-1)
+    return b, a
+
+
+
+def blend_coeffs(sample_rate: float, blend, lp_hz, hp_hz) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blend tone ``(1 - t) LP1(lp_hz) + t HP1(hp_hz)`` (one pot crossfading a
+    first-order low-pass and high-pass: the Big Muff's and the DS-1's Tone) as one
+    second-order section: the two one-poles (:func:`onepole_coeffs`) over their common
+    denominator, the same filter as the sum of the two.
+
+    Args:
+        sample_rate: Hz. blend: ``t`` in [0, 1]. lp_hz, hp_hz: the cut-offs in Hz.
+    Returns:
+        (b, a) of shape (*broadcast shape, 3), a[..., 0] = 1.
+
+    With equal cut-offs and ``t`` = 0.5 it is a gain of 0.5 (LP1 + HP1 = 1).
+    """
+    blend, lp_hz, hp_hz = as_tensors(blend, lp_hz, hp_hz)
+    bl, al = onepole_coeffs("lowpass", sample_rate, lp_hz)
+    bh, ah = onepole_coeffs("highpass", sample_rate, hp_hz)
+    t = blend
+    u = 1.0 - t
+    b = torch.stack([u * bl[..., 0] + t * bh[..., 0],
+                     u * (bl[..., 1] + bl[..., 0] * ah[..., 1]) + t * (bh[..., 1] + bh[..., 0] * al[..., 1]),
+                     u * bl[..., 1] * ah[..., 1] + t * bh[..., 1] * al[..., 1]], dim=-1)
+    a = torch.stack([torch.ones_like(t * al[..., 1]), al[..., 1] + ah[..., 1], al[..., 1] * ah[..., 1]], dim=-1)
     return b, a
 
 

@@ -795,6 +795,13 @@ class Fitter:
         K = c.search_candidates
         names = topo.control_names()
         free = [names.index(n) for n in topo.SMALL_SIGNAL] if topo.SMALL_SIGNAL else list(range(self.C))
+        # small-signal controls the topology starts at given values (its init_values) are
+        # not drawn: the fit shapes the other filters around them
+        base = topo.default_raw()
+        for k, v in topo.init_values().items():
+            if names.index(k) in free:
+                free.remove(names.index(k))
+                base[names.index(k)] = topo.spec(k).to_raw(v).float()
 
         def dist(raw):
             h = topo(imp.expand(raw.shape[0], -1), raw) / amp
@@ -804,7 +811,7 @@ class Fitter:
 
         def magnitude_fit(free, gen):
             u = torch.rand(K - 1, len(free), generator=gen) * 0.9 + 0.05
-            cand = topo.default_raw()[None].repeat(K, 1)
+            cand = base[None].repeat(K, 1)
             cand[1:, free] = (torch.log(u) - torch.log1p(-u)).to(cand.dtype)
             fmask = torch.zeros(self.C)
             fmask[free] = 1.0

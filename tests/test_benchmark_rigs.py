@@ -170,3 +170,17 @@ def test_random_settings_are_never_captured():
     assert fidelity.knob_distance(block, settings[0], settings[0]) == 0.0
     assert fidelity.verdict(0.005) == "great" and fidelity.verdict(0.02) == "not bad"
     assert fidelity.verdict(0.05) == "may sound OK" and fidelity.verdict(0.5) == "poor"
+
+
+def test_fidelity_fit_options_parse_and_default_to_the_fitters():
+    """``--output-fir-every`` and ``--no-output-fir`` parse, and the benchmark's default
+    for the first is the fitter's (written out in fidelity.py so that the parent does
+    not import torch)."""
+    import fidelity
+
+    from dsp.fit import FitConfig
+
+    assert fidelity.FIR_EVERY == FitConfig().output_fir_every
+    args = fidelity.build_parser().parse_args(["--output-fir-every", "0", "--no-output-fir"])
+    assert args.output_fir_every == 0 and args.no_output_fir
+    assert fidelity.build_parser().parse_args([]).output_fir_every == FitConfig().output_fir_every

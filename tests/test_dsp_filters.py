@@ -428,3 +428,31 @@ def test_resample_fir_keeps_the_frequency_response(rate):
     b = F.freq_response(t64(g), t64([1.0]), t64(f), rate).numpy()
     np.testing.assert_allclose(20 * np.log10(np.abs(b)), 20 * np.log10(np.abs(a)), atol=0.1)
     np.testing.assert_allclose(np.angle(b / a), 0.0, atol=0.05)
+
+
+def test_blend_coeffs_is_the_crossfade_of_a_lowpass_and_a_highpass():
+    """One second-order section equals (1 - t) LP1 + t HP1 run side by side (two
+    one-poles, scipy), at two rates; it passes gradcheck in float64; with equal cut-offs
+    and t = 0.5 it is a gain of 0.5."""
+    import scipy.signal
+
+    from dsp.filters import blend_coeffs, iir_filter, onepole_coeffs
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(3000)
+    for fs in (48000.0, 96000.0):
+        for t, lp, hp in ((0.0, 400.0, 1900.0), (0.3, 408.0, 1856.0), (1.0, 300.0, 3000.0)):
+            b, a = blend_coeffs(fs, torch.tensor(t, dtype=torch.float64), torch.tensor(lp, dtype=torch.float64),
+                                torch.tensor(hp, dtype=torch.float64))
+            y = iir_filter(torch.from_numpy(x)[None], b[None], a[None])[0].numpy()
+            bl, al = (v.numpy() for v in onepole_coeffs("lowpass", fs, torch.tensor(lp, dtype=torch.float64)))
+            bh, ah = (v.numpy() for v in onepole_coeffs("highpass", fs, torch.tensor(hp, dtype=torch.float64)))
+            ref = (1 - t) * scipy.signal.lfilter(bl, al, x) + t * scipy.signal.lfilter(bh, ah, x)
+            np.testing.assert_allclose(y, ref, atol=1e-10)
+    b, a = blend_coeffs(48000.0, torch.tensor(0.5), torch.tensor(700.0), torch.tensor(700.0))
+    w, h = scipy.signal.freqz(b.numpy(), a.numpy(), worN=64)
+    np.testing.assert_allclose(np.abs(h), 0.5, atol=1e-5)
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.3, 500.0, 2000.0)]
+    xs = torch.from_numpy(x[:200])[None]
+    assert torch.autograd.gradcheck(
+        lambda t, lp, hp: iir_filter(xs, *(c[None] for c in blend_coeffs(48000.0, t, lp, hp))), params)

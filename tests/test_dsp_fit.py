@@ -493,8 +493,8 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
     f._prepare()
     f._should_stop = lambda: False  # run() sets it
     f._init_variants(0)
-    assert tried == [{"tonestack_position": 0.0, "drive_section": 0.0, "band_split": 0.0},
-                     {"tonestack_position": 1.0, "drive_section": 0.0, "band_split": 0.0}]
+    assert tried == [{"tonestack_position": 0.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0},
+                     {"tonestack_position": 1.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0}]
     assert fits == [0]  # one small-signal fit serves both tone-stack positions
     assert float(f.topo.shared["drive_section"]) == 0.0
 
@@ -757,10 +757,10 @@ def test_amp_twin_saved_before_the_second_allpass_pair_renders_the_same():
     from dsp.twin import FittedBlock
 
     new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=5,
-                                 shared={"allpass": 1.0, "allpass2": 0.0, "output_dc": 0.0},
+                                 shared={"allpass": 1.0, "allpass2": 0.0, "output_dc": 0.0, "blend_tone": 0.0},
                                  base={"pa_imbalance": 0.0})
     old = _strip_trailing_controls(new, ["ap3_hz", "ap3_q", "ap4_hz", "ap4_q", "pa_imbalance", "drive_mix",
-                                         "drive_db"], ["allpass2", "output_dc"])
+                                         "drive_db", "tone_blend", "blend_lp_hz", "blend_hp_hz"], ["allpass2", "output_dc", "blend_tone"])
     loaded = FittedBlock.from_dict(old)
     assert loaded.shared_raw["allpass2"] == 0.0 and loaded.shared_raw["allpass"] == 1.0
     x = guitar_like(0.5, seed=4)
@@ -831,16 +831,18 @@ def test_amp_twin_saved_before_the_drive_section_renders_the_same():
     from dsp import export
     from dsp.controls import KnobDef
 
-    new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=8)
+    new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=8,
+                                 shared={"blend_tone": 0.0})
     assert new.shared_raw["drive_section"] == 0.0
-    old = _strip_trailing_controls(new, ["drive_mix", "drive_db"], ["drive_section", "drive_section_v2"])
+    old = _strip_trailing_controls(new, ["drive_mix", "drive_db", "tone_blend", "blend_lp_hz", "blend_hp_hz"],
+                                   ["drive_section", "drive_section_v2", "blend_tone"])
     gone = [k for k in old["shared_raw"] if k.startswith(("log_dxo", "drive_band", "log_dlp", "log_dhp"))]
     assert len(gone) == 17
     for k in gone:
         del old["shared_raw"][k]
     loaded = FittedBlock.from_dict(old)
     assert float(loaded.shared_raw.get("drive_section", 0.0)) == 0.0
-    assert [c["name"] for c in loaded.knob_map["controls"][-2:]] == ["drive_mix", "drive_db"]
+    assert [c["name"] for c in loaded.knob_map["controls"][-5:-3]] == ["drive_mix", "drive_db"]
     x = guitar_like(0.5, seed=4)
     np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
     on = FittedBlock.from_dict(dict(new.to_dict(), shared_raw=dict(new.shared_raw, drive_section=1.0)))
@@ -883,11 +885,12 @@ def test_amp_twin_saved_before_output_dc_renders_the_same():
     from dsp.controls import KnobDef
 
     new = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,
-                                 shared={"output_dc": 0.0}, base={"pa_imbalance": 0.0})
-    old = _strip_trailing_controls(new, ["pa_imbalance", "drive_mix", "drive_db"], ["output_dc"])
+                                 shared={"output_dc": 0.0, "blend_tone": 0.0}, base={"pa_imbalance": 0.0})
+    old = _strip_trailing_controls(new, ["pa_imbalance", "drive_mix", "drive_db", "tone_blend", "blend_lp_hz", "blend_hp_hz"],
+                                   ["output_dc", "blend_tone"])
     loaded = FittedBlock.from_dict(old)
     assert loaded.shared_raw["output_dc"] == 0.0
-    assert [c["name"] for c in loaded.knob_map["controls"][-3:]] == ["pa_imbalance", "drive_mix", "drive_db"]
+    assert [c["name"] for c in loaded.knob_map["controls"][-6:-3]] == ["pa_imbalance", "drive_mix", "drive_db"]
     x = guitar_like(0.5, seed=4)
     np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
     dc = export.synthetic_block("amp", [KnobDef("Gain", affects=("pre_gain_db",))], seed=6,
@@ -1090,6 +1093,69 @@ def test_keep_best_restores_the_tracked_taps_with_the_parameters():
     f._optimise(3, [{"params": [p], "lr": 1.0}], step_fn, validate=lambda: next(scores), tracked=[taps])
     assert taps.tolist() == [1.0, 1.0, 1.0]
     assert float(p.detach()) == p_at[2] and p_at[2] != p_at[3]
+
+
+def test_amp_twin_saved_before_the_blend_tone_renders_the_same():
+    """An amp twin written before the amp gained its blend tone (no ``blend_tone``, no
+    ``tone_blend`` / ``blend_lp_hz`` / ``blend_hp_hz`` controls) loads with it off and
+    computes exactly what it computed. It is a structural option (off unless the rig or
+    the config sets it); on, with the cut-offs apart, it moves the tone: a low
+    ``tone_blend`` is darker than a high one."""
+    from dsp import export
+    from dsp.controls import KnobDef
+    from dsp.structure import STRUCTURE
+
+    assert float(make_topology("amp").shared["blend_tone"]) == 0.0
+    assert "blend_tone" in {o.name for o in STRUCTURE["amp"]}
+    assert "tone_blend" in make_topology("amp").inert_controls()  # not offered to a knob when off
+    knobs = [KnobDef("Tone", affects=("tone_blend",))]
+    new = export.synthetic_block("amp", knobs, seed=9, shared={"blend_tone": 0.0})
+    old = _strip_trailing_controls(new, ["tone_blend", "blend_lp_hz", "blend_hp_hz"], ["blend_tone"])
+    old["knob_map"]["knobs"][0]["affects"] = ["pre_gain_db"]
+    old["knob_map"]["curves"][0]["values"] = {"pre_gain_db": [0.0] * 5}
+    loaded = FittedBlock.from_dict(old)
+    assert loaded.shared_raw["blend_tone"] == 0.0
+    assert [c["name"] for c in loaded.knob_map["controls"][-3:]] == ["tone_blend", "blend_lp_hz", "blend_hp_hz"]
+    x = guitar_like(0.5, seed=4)
+    np.testing.assert_array_equal(loaded.render({}, x, SR), new.render({}, x, SR))
+    on = export.synthetic_block("amp", knobs, seed=9, shared={"blend_tone": 1.0},
+                                base={"blend_lp_hz": 400.0, "blend_hp_hz": 1800.0})
+    on_map = json.loads(json.dumps(on.knob_map))  # Tone 0 -> all low-pass, Tone 10 -> all high-pass
+    on_map["curves"][0]["values"]["tone_blend"] = [-8.0, -4.0, 0.0, 4.0, 8.0]
+    on = FittedBlock.from_dict(dict(on.to_dict(), knob_map=on_map))
+
+    def centroid(y):
+        p = np.abs(np.fft.rfft(y)) ** 2
+        return float((np.fft.rfftfreq(len(y), 1 / SR) * p).sum() / p.sum())
+
+    dark, bright = on.render({"Tone": 0.0}, x, SR), on.render({"Tone": 10.0}, x, SR)
+    assert centroid(dark) < 0.7 * centroid(bright), (centroid(dark), centroid(bright))
+
+
+def test_a_set_blend_tone_starts_at_the_big_muffs_cut_offs():
+    """With the rig's ``blend_tone`` set, the init starts its cut-offs at the Big Muff's
+    (``AmpTopology.BLEND_TONE_INIT``) and the small-signal fit shapes the other filters
+    around them instead of drawing them (drawn, the MetalHead's low-pass landed at
+    4 kHz); without it nothing changes for them."""
+    from dsp.fit import Fitter
+    from dsp.topologies import AmpTopology
+
+    x = guitar_like(1.0, seed=8)
+    y = _amp_render(x, 0.0, oversample=1, pre_gain_db=20.0)
+    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(**dict(vars(SEARCH_CFG), variants={"blend_tone": 1})))
+    f._prepare()
+    f.topo.shared["blend_tone"].data.fill_(1.0)
+    assert set(AmpTopology.BLEND_TONE_INIT) <= set(f.topo.init_values())
+    raw = f._linear_init(0)
+    phys = f.topo.get_controls(raw[None])
+    for k, v in AmpTopology.BLEND_TONE_INIT.items():
+        assert float(phys[k][0]) == pytest.approx(v, rel=1e-4), k
+    assert 400 < AmpTopology.BLEND_TONE_INIT["blend_lp_hz"] < AmpTopology.BLEND_TONE_INIT["blend_hp_hz"] < 2000
+    off = Fitter("amp", [], items, seed=0, config=SEARCH_CFG)
+    off._prepare()
+    assert not set(AmpTopology.BLEND_TONE_INIT) & set(off.topo.init_values())
 
 
 def test_amp_twin_saved_before_the_output_fir_renders_the_same():

@@ -198,6 +198,8 @@ def test_amp_drive_section_at_mix_0_is_the_plain_amp():
     assert _esr(y_on, y_off) < 1e-20  # float64 rounding (measured ~1e-23)
     assert _esr(y_mixed, y_off) > 1e-3
     assert torch.equal(y_off, y_off_moved)
+    assert set(topo.inert_controls()) == {"drive_mix", "drive_db", "tone_blend", "blend_lp_hz", "blend_hp_hz"}
+    topo.shared["blend_tone"].data.fill_(1.0)  # the blend tone's controls are inert only while it is off
     assert set(topo.inert_controls()) == {"drive_mix", "drive_db"}
 
 

@@ -288,6 +288,32 @@ def test_amp_parity_with_the_drive_section(render_bin, tmp_path, v2):
     assert esr(a, b) > 1e-2
 
 
+@pytest.mark.parametrize("position", [0.0, 1.0])
+def test_amp_parity_with_the_blend_tone(render_bin, tmp_path, position):
+    """The blend tone after the TMB stack, with its cut-offs apart and a knob moving
+    the crossfade, in either place of the stack: the engine computes it as one
+    second-order section (dsp::blend), torch as ``dsp.filters.blend_coeffs``; and it
+    changes what the amp does."""
+    from dsp.controls import KnobDef
+
+    knobs = amp_knobs() + [KnobDef("Tone", affects=("tone_blend",))]
+    base = {"blend_lp_hz": 400.0, "blend_hp_hz": 1900.0}
+    shared = {"blend_tone": 1.0, "tonestack_position": position}
+    models = {"01_Amp": random_block("amp", knobs, seed=43, shared=shared, base=base)}
+    model, doc = write_model(tmp_path, models)
+    assert doc["blocks"][0]["shared"]["blend_tone"] == 1.0
+    settings = settings_for(doc, 2, seed=44)
+    blends = [models["01_Amp"].controls(s)["tone_blend"] for s in settings]
+    assert max(blends) - min(blends) > 0.2, blends
+    worst = check_parity(render_bin, model, doc, models, 48000, settings[:1] + settings[-2:])
+    print(f"amp, blend tone, position {position}: worst ESR {worst:.2e}")
+    plain = {"01_Amp": random_block("amp", knobs, seed=43, shared=dict(shared, blend_tone=0.0), base=base)}
+    x = parity_signal(48000)
+    a = export.render_chain(doc, models, {}, x, 48000)
+    c = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
+    assert esr(a, c) > 1e-2
+
+
 def test_amp_parity_with_the_output_fir(render_bin, tmp_path):
     """The output FIR (240 taps at 48 kHz) after every other section: the engine runs
     it at 48 kHz as given, and at 44.1 and 96 kHz carries the taps over as
@@ -355,27 +381,28 @@ def test_amp_parity_96k_and_without_oversampling(render_bin, tmp_path):
 
 
 def test_a_model_older_than_the_engine_is_refused_with_a_clear_message(render_bin, tmp_path):
-    """A model.json written before the amp gained its last controls (the drive section's
-    drive_mix and drive_db), run by this engine: the engine refuses it and says what to
-    do, instead of misreading it."""
+    """A model.json written before the amp gained its last controls (the blend tone's
+    tone_blend, blend_lp_hz and blend_hp_hz), run by this engine: the engine refuses it
+    and says what to do, instead of misreading it."""
     models = {"01_Amp": random_block("amp", amp_knobs(), seed=12)}
     model, doc = write_model(tmp_path, models)
     km = doc["blocks"][0]["knob_map"]
     n = len(km["controls"])
-    assert [c["name"] for c in km["controls"][-2:]] == ["drive_mix", "drive_db"]
+    last = ["tone_blend", "blend_lp_hz", "blend_hp_hz"]
+    assert [c["name"] for c in km["controls"][-3:]] == last
     for key in ("controls", "base_raw"):
-        km[key] = km[key][:-2]
+        km[key] = km[key][:-3]
     for key in ("W2", "enabled", "input_mask"):
-        km["mlp"][key] = km["mlp"][key][:-2]
+        km["mlp"][key] = km["mlp"][key][:-3]
     for cv in km["curves"]:
-        for name in ("drive_mix", "drive_db"):
+        for name in last:
             cv.get("values", {}).pop(name, None)
     model.write_text(export.dumps_model(doc), encoding="utf-8")
     (tmp_path / "in.f32").write_bytes(np.zeros(256, np.float32).tobytes())
     r = subprocess.run([str(render_bin), str(model), str(tmp_path / "in.f32"), str(tmp_path / "o.f32"), "48000"],
                        capture_output=True, text=True)
     assert r.returncode != 0
-    assert f"has {n - 2} controls, this engine expects {n}" in r.stderr and "unit-trainer export" in r.stderr, r.stderr
+    assert f"has {n - 3} controls, this engine expects {n}" in r.stderr and "unit-trainer export" in r.stderr, r.stderr
 
 
 def test_stale_control_ranges_follow_render(render_bin, tmp_path):

@@ -137,8 +137,8 @@ structure = { drive_section = 1 }
     assert main(["report", str(project.root), "--json"]) == 0  # the report says what the fit used
     rep = json.loads(capsys.readouterr().out)["02_Amp"]
     structure = rep["structure"]
-    assert structure["drive_section"] == 1 and structure["band_split"] == 0
-    assert set(structure) == {"tonestack_position", "drive_section", "band_split"}
+    assert structure["drive_section"] == 1 and structure["band_split"] == 0 and structure["blend_tone"] == 0
+    assert set(structure) == {"tonestack_position", "drive_section", "band_split", "blend_tone"}
     # and which output sections the fit decided from the captures, the output FIR among them
     sections = rep["sections"]
     assert set(sections) == {"output_lp", "allpass", "allpass2", "output_dc", "output_fir"}

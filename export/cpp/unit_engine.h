@@ -1224,7 +1224,8 @@ private:
 // = dsp.topologies.AmpTopology. From the first tube stage on, everything runs at the
 // oversampled rate rs = oversample * fs (filters designed at rs):
 //   x -> HP1(in_hp) -> *pre -> up -> tube(b1) -> HP1 LP1 (inter1) -> *stage2 -> tube(b2)
-//     -> HP1 LP1 (inter2) -> TMB tone stack -> *post -> sag (RMS envelope, gain)
+//     -> HP1 LP1 (inter2) -> TMB tone stack [-> blend tone (1 - t) LP1 + t HP1, shared
+//     blend_tone] -> *post -> sag (RMS envelope, gain)
 //     -> *master -> push_pull (with pa_imbalance) -> HS(presence) -> peak(depth, Q 0.9)
 //     [-> HP1(5 Hz), left out when shared output_dc is 1] -> *level -> down
 //     [-> LP2 x2 (output_lp)] [-> all-pass x2] [-> all-pass x2 (allpass2)]
@@ -1236,7 +1237,8 @@ public:
     enum { IN_HP, PRE_GAIN, TUBE1_BIAS, INTER1_HP, INTER1_LP, STAGE2_GAIN, TUBE2_BIAS, INTER2_HP, INTER2_LP,
            TREBLE, MID, BASS, POST_GAIN, SAG_DEPTH, SAG_THRESHOLD, SAG_TIME, MASTER, PA_BIAS, PA_CROSSOVER,
            PA_LEVEL, PRESENCE_HZ, PRESENCE_DB, DEPTH_HZ, DEPTH_DB, LEVEL, AP1_HZ, AP1_Q, AP2_HZ, AP2_Q,
-           OUT_LP1_HZ, OUT_LP1_Q, OUT_LP2_HZ, OUT_LP2_Q, AP3_HZ, AP3_Q, AP4_HZ, AP4_Q, PA_IMBALANCE, DRIVE_MIX, DRIVE_DB, N };
+           OUT_LP1_HZ, OUT_LP1_Q, OUT_LP2_HZ, OUT_LP2_Q, AP3_HZ, AP3_Q, AP4_HZ, AP4_Q, PA_IMBALANCE, DRIVE_MIX, DRIVE_DB,
+           TONE_BLEND, BLEND_LP, BLEND_HP, N };
     std::string expectedControl(size_t i) const override {
         static const char* names[N] = {
             "in_hp_hz", "pre_gain_db", "tube1_bias", "inter1_hp_hz", "inter1_lp_hz", "stage2_gain_db",
@@ -1244,7 +1246,8 @@ public:
             "post_gain_db", "sag_depth", "sag_threshold", "sag_time_s", "master_db", "pa_bias", "pa_crossover",
             "pa_level", "presence_hz", "presence_db", "depth_hz", "depth_db", "level_db", "ap1_hz", "ap1_q",
             "ap2_hz", "ap2_q", "out_lp1_hz", "out_lp1_q", "out_lp2_hz", "out_lp2_q", "ap3_hz", "ap3_q",
-            "ap4_hz", "ap4_q", "pa_imbalance", "drive_mix", "drive_db"};
+            "ap4_hz", "ap4_q", "pa_imbalance", "drive_mix", "drive_db", "tone_blend", "blend_lp_hz",
+            "blend_hp_hz"};
         return i < N ? names[i] : "";
     }
     size_t numExpectedControls() const override { return N; }
@@ -1254,6 +1257,8 @@ public:
         c1_ = sh["c1_farad"].num(); c2_ = sh["c2_farad"].num(); c3_ = sh["c3_farad"].num();
         taperT_ = sh["taper_treble"].num(); taperM_ = sh["taper_mid"].num(); taperB_ = sh["taper_bass"].num();
         between_ = sh.has("tonestack_position") && sh["tonestack_position"].num() > 0.5;
+        // the blend tone after the stack (off in a model exported before it existed)
+        blendOn_ = sh.has("blend_tone") && sh["blend_tone"].num() > 0.5;
         outputDc_ = sh.has("output_dc") && sh["output_dc"].num() > 0.5;
         // band_split (a model exported before it existed has none: off)
         bandSplit_ = sh.has("band_split") && sh["band_split"].num() > 0.5;
@@ -1341,6 +1346,7 @@ public:
         dsp::onepole(hp2_, true, rs, c[INTER2_HP]);
         dsp::onepole(lp2_, false, rs, c[INTER2_LP]);
         designToneStack(rs, taper(c[TREBLE], taperT_), taper(c[MID], taperM_), taper(c[BASS], taperB_));
+        if (blendOn_) dsp::blend(blend_, rs, c[TONE_BLEND], c[BLEND_LP], c[BLEND_HP]);
         post_.set(dsp::dbToGain(c[POST_GAIN]), snap_);
         sagDepth_ = c[SAG_DEPTH];
         sagThr_ = c[SAG_THRESHOLD];
@@ -1380,7 +1386,7 @@ public:
     }
     void reset() override {
         Block::reset();
-        inHp_.reset(); hp1_.reset(); lp1_.reset(); hp2_.reset(); lp2_.reset(); ts_.reset();
+        inHp_.reset(); hp1_.reset(); lp1_.reset(); hp2_.reset(); lp2_.reset(); ts_.reset(); blend_.reset();
         presence_.reset(); depth_.reset(); dc_.reset();
         for (auto& sec : split_) sec.reset();
         for (auto& sec : dsplit_) sec.reset();
@@ -1389,8 +1395,8 @@ public:
     }
     void flushDenormals() override {
         inHp_.flushDenormals(); hp1_.flushDenormals(); lp1_.flushDenormals(); hp2_.flushDenormals();
-        lp2_.flushDenormals(); ts_.flushDenormals(); presence_.flushDenormals(); depth_.flushDenormals();
-        dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); ap3_.flushDenormals();
+        lp2_.flushDenormals(); ts_.flushDenormals(); blend_.flushDenormals(); presence_.flushDenormals();
+        depth_.flushDenormals(); dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); ap3_.flushDenormals();
         ap4_.flushDenormals(); olp1_.flushDenormals(); olp2_.flushDenormals();
         dlpIn_.flushDenormals(); dhpIn_.flushDenormals(); dlpOut_.flushDenormals(); dhpOut_.flushDenormals();
         for (auto& sec : split_) sec.flushDenormals();
@@ -1523,10 +1529,10 @@ private:
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
         v = bandSplit_ ? splitStage1(v) : dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
         v = lp1_.tick1(hp1_.tick1(v));
-        if (between_) v = ts_.tick(v);  // Fender arrangement: V1A -> stack -> V1B
+        if (between_) v = tone(v);  // Fender arrangement: V1A -> stack -> V1B
         v = dsp::softClip2(gStage2 * v + bias2_, 1.0, 1.0) - f2_;
         v = lp2_.tick1(hp2_.tick1(v));
-        if (!between_) v = ts_.tick(v);
+        if (!between_) v = tone(v);
         v = gPost * v;
         // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
         sagE_ = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * sagE_;
@@ -1535,6 +1541,11 @@ private:
         v = pushPull(v * g * gMaster);
         v = depth_.tick(presence_.tick(v));
         return gLevel * (outputDc_ ? v : dc_.tick1(v));
+    }
+    /// The tone section: the TMB stack [, then the blend tone].
+    inline double tone(double v) {
+        v = ts_.tick(v);
+        return blendOn_ ? blend_.tick(v) : v;
     }
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
@@ -1550,7 +1561,7 @@ private:
         return 0.5 * ((p - q) + paImb_ * ((p - paRest_) + (q - paRest_)));
     }
 
-    dsp::Section inHp_, hp1_, lp1_, hp2_, lp2_, presence_, depth_, dc_;
+    dsp::Section inHp_, hp1_, lp1_, hp2_, lp2_, presence_, depth_, dc_, blend_;
     dsp::Section3 ts_;
     dsp::Ramp pre_, stage2_, post_, master_, level_;
     double bias1_ = 0, bias2_ = 0, f1_ = 0, f2_ = 0;
@@ -1559,6 +1570,7 @@ private:
     double r1_ = 220e3, r2_ = 1e6, r3_ = 22e3, r4_ = 33e3, c1_ = 470e-12, c2_ = 22e-9, c3_ = 22e-9;
     double taperT_ = 0.5, taperM_ = 0.5, taperB_ = 3.4;
     bool between_ = false;  // shared tonestack_position: 1 = between the tube stages
+    bool blendOn_ = false;  // shared blend_tone: the blend tone after the TMB stack
     bool outputDc_ = false;  // shared output_dc: 1 = no output high-pass (the DC stays)
     bool bandSplit_ = false;  // shared band_split: the first tube stage runs per band
     double xoHz_[kBands - 1] = {}, bandGain_[kBands] = {1, 1, 1, 1}, bandInv_[kBands] = {1, 1, 1, 1};
