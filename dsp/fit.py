@@ -795,6 +795,8 @@ class Fitter:
         K = c.search_candidates
         names = topo.control_names()
         free = [names.index(n) for n in topo.SMALL_SIGNAL] if topo.SMALL_SIGNAL else list(range(self.C))
+        inert = set(topo.inert_controls())  # a section that is off: nothing to draw
+        free = [k for k in free if names[k] not in inert]
         # small-signal controls the topology starts at given values (its init_values) are
         # not drawn: the fit shapes the other filters around them
         base = topo.default_raw()
@@ -1350,7 +1352,10 @@ class Fitter:
                 raw, loss = self._init_item(i)
                 if os.environ.get("UNIT_FIT_DEBUG"):
                     print("init variant", combo, "loss", round(loss, 4), flush=True)
-                if best is None or loss < best[1]:
+                # an option that adds a section must win clearly (VARIANT_MARGIN)
+                margin = max([self.topo.VARIANT_MARGIN.get(k, 0.0) for k, val in combo.items()
+                              if val > 0.5 and best is not None and best[3].get(k, 0.0) < 0.5] or [0.0])
+                if best is None or loss < (1.0 - margin) * best[1]:
                     best = (raw, loss, self.polarity, combo, self._shared_state())
                 self._check_stop()
             chosen = dict(best[3])

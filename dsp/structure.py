@@ -33,7 +33,7 @@ STRUCTURE: dict[str, tuple[StructureOption, ...]] = {
                         "(a built-in boost or drive channel)"),
         StructureOption("band_split", (0.0,),
                         "the first tube stage split into four bands, each driven on its own"),
-        StructureOption("blend_tone", (0.0,),
+        StructureOption("blend_tone", (0.0, 1.0),
                         "a blend tone after the TMB stack: one pot crossfading a low-pass and a "
                         "high-pass (a Big Muff Tone, Guitarix's MetalHead)"),
     ),

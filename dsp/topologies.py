@@ -219,6 +219,9 @@ class Topology(nn.Module):
     #: structural choices: shared values (no gradient) the fitter tries at init,
     #: {name: (value, ...)}, from :data:`dsp.structure.STRUCTURE`; see AmpTopology
     VARIANTS: dict[str, tuple[float, ...]] = {}
+    #: {variant: share}: turning the variant on must lower the init's loss by this share
+    #: of the best loss without it (a section more must win clearly)
+    VARIANT_MARGIN: dict[str, float] = {}
     #: the variants that only reorder linear filters, so the small-signal response is the
     #: same at every value (the fitter's small-signal init runs once for them)
     SMALL_SIGNAL_INVARIANT: tuple[str, ...] = ()
@@ -701,13 +704,22 @@ class AmpTopology(Topology):
     #: - ``band_split`` (:meth:`_tube1`), off unless set: from equal band drives the
     #:   split scores worse at init than the plain stage (MetalHead: 0.44 against 0.27)
     #:   and better after training (one capture, 600 steps: 0.22 against 0.40).
-    #: - ``blend_tone``, off unless set: a blend tone after the TMB stack, wherever the
-    #:   stack sits (one pot crossfading a low-pass and a high-pass, as one second-order
-    #:   section, :func:`dsp.filters.blend_coeffs`: the Big Muff's Tone, which Guitarix's
-    #:   MetalHead has between its stages). On in every fit, with the inferred knob map
-    #:   the MetalHead's Tone still took the TMB stack and the fit scored worse (held-out
-    #:   median 0.33 against 0.15, benchmarks/README.md, "session 14").
+    #: - ``blend_tone``, tried at init after the position (with the position that won): a
+    #:   blend tone after the TMB stack, wherever the stack sits (one pot crossfading a
+    #:   low-pass and a high-pass, as one second-order section,
+    #:   :func:`dsp.filters.blend_coeffs`: the Big Muff's Tone, which Guitarix's MetalHead
+    #:   has between its stages), its cut-offs starting at the Big Muff's
+    #:   (``BLEND_TONE_INIT``). The MetalHead's init scores it 0.18 against 0.27 and its
+    #:   held-out median goes from 0.154 to 0.109 (benchmarks/README.md, "session 14");
+    #:   the Studio Preamp's scores it 0.18 against 0.16 and leaves it off. Started from
+    #:   equal cut-offs (a plain gain), the MetalHead's fit put the low-pass at 4 kHz and
+    #:   scored worse than without it.
     VARIANTS = {o.name: o.tried for o in STRUCTURE["amp"]}
+    #: the blend tone, tried at init, is kept only when its init loss is this share below
+    #: the best without it: a section more must win clearly (the MetalHead's: 35 % lower;
+    #: the Studio Preamp's, which has none: 7 %, and its fit scored worse with it, held-out
+    #: median / worst 0.328 / 3.77 against 0.330 / 0.84)
+    VARIANT_MARGIN = {"blend_tone": 0.15}
     #: at small signal the tube stages are gains and every filter commutes
     SMALL_SIGNAL_INVARIANT = ("tonestack_position",)
 

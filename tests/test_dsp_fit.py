@@ -469,7 +469,8 @@ def test_a_drive_knob_is_given_the_drive_section(section):
 
 def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkeypatch):
     """The amp's variants are decided greedily (tone-stack position: two inits; the drive
-    section is off unless set, no third); ``FitConfig.variants`` sets one instead, and the
+    section is off unless set, no init of it; the blend tone: a third init with the
+    winning position); ``FitConfig.variants`` sets one instead, and the
     drive section's init then starts it all wet at +24 dB (not searched). An unknown
     variant is a clear error."""
     from dsp.fit import Fitter
@@ -493,9 +494,12 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
     f._prepare()
     f._should_stop = lambda: False  # run() sets it
     f._init_variants(0)
-    assert tried == [{"tonestack_position": 0.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0},
-                     {"tonestack_position": 1.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0}]
-    assert fits == [0]  # one small-signal fit serves both tone-stack positions
+    assert tried[:2] == [{"tonestack_position": 0.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0},
+                         {"tonestack_position": 1.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0}]
+    # then the blend tone, with the position that won (its own small-signal fit)
+    assert len(tried) == 3 and tried[2]["blend_tone"] == 1.0
+    assert tried[2]["tonestack_position"] == float(f.topo.shared["tonestack_position"])
+    assert fits == [0, 0]  # one small-signal fit serves both tone-stack positions
     assert float(f.topo.shared["drive_section"]) == 0.0
 
     tried.clear()
@@ -503,7 +507,7 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
     f._prepare()
     f._should_stop = lambda: False  # run() sets it
     raw, _ = f._init_variants(0)
-    assert [t["drive_section"] for t in tried] == [1.0, 1.0]
+    assert [t["drive_section"] for t in tried] == [1.0, 1.0, 1.0]
     assert float(f.topo.shared["drive_section"]) == 1.0
     c = f.topo.get_controls(raw[None])
     assert float(c["drive_mix"]) > 0.999 and abs(float(c["drive_db"]) - 24.0) < 1e-3  # the best start, unrefined
@@ -513,6 +517,32 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
         Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive": 1}, **cfg))
     with pytest.raises(ValueError, match="drive_section = 2: write 0 or 1"):
         Fitter("amp", [], items, seed=0, config=FitConfig(variants={"drive_section": 2}, **cfg))
+
+
+@pytest.mark.parametrize("blend_loss,kept", [(0.8, 0.0), (0.7, 1.0)])
+def test_a_variant_that_adds_a_section_must_win_clearly(monkeypatch, blend_loss, kept):
+    """The blend tone is kept only when its init loss is ``VARIANT_MARGIN`` (15 %) below
+    the best without it: 0.8 against 0.9 is not enough, 0.7 is. The position, a
+    re-arrangement, needs no margin (0.9 beats 1.0)."""
+    from dsp.fit import Fitter
+    from dsp.topologies import AmpTopology
+
+    assert AmpTopology.VARIANT_MARGIN == {"blend_tone": 0.15}
+    x = guitar_like(0.3, seed=13)
+    items = [dict(name="cap", knobs={}, input=x, target=x, sample_rate=SR, latency_samples=0.0, holdout=False)]
+
+    def fake(self, i):
+        sh = {k: float(self.topo.shared[k]) for k in self.topo.VARIANTS}
+        loss = blend_loss if sh["blend_tone"] else (0.9 if sh["tonestack_position"] else 1.0)
+        return self.topo.default_raw(), loss
+
+    monkeypatch.setattr(Fitter, "_init_item", fake)
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(oversample=1))
+    f._should_stop = lambda: False
+    _, loss = f._init_variants(0)
+    assert float(f.topo.shared["tonestack_position"]) == 1.0
+    assert float(f.topo.shared["blend_tone"]) == kept
+    assert loss == (blend_loss if kept else 0.9)
 
 
 @pytest.mark.parametrize("delay", [0, 5])
