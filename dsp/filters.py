@@ -301,7 +301,6 @@ def onepole_coeffs(kind: str, sample_rate: float, cutoff_hz) -> tuple[torch.Tens
     return b, a
 
 
-
 def blend_coeffs(sample_rate: float, blend, lp_hz, hp_hz) -> tuple[torch.Tensor, torch.Tensor]:
     """The blend tone ``(1 - t) LP1(lp_hz) + t HP1(hp_hz)`` (one pot crossfading a
     first-order low-pass and high-pass: the Big Muff's and the DS-1's Tone) as one
