@@ -529,12 +529,7 @@ class Fitter:
     # -- driving -------------------------------------------------------------------------
     def run(self, on_event=None, should_stop=None, time_budget_s=None, checkpoint_path=None) -> bool:
         """Run the remaining stages. Returns ``False`` when cancelled (state kept)."""
-        self._on_event = on_event or (lambda ev: None)
-        self._should_stop = should_stop or (lambda: False)
-        self._budget = time_budget_s
-        self._ckpt = checkpoint_path
-        self._t0 = time.monotonic() - self.elapsed
-        self._last_ckpt = time.monotonic()
+        self._begin_run(on_event, should_stop, time_budget_s, checkpoint_path)
         torch.manual_seed(self.seed)
         self._prepare()
         try:
@@ -549,6 +544,15 @@ class Fitter:
             self._tick(force_ckpt=True)
             return False
         return True
+
+    def _begin_run(self, on_event=None, should_stop=None, time_budget_s=None, checkpoint_path=None) -> None:
+        """The run's callbacks, budget, checkpoint path and clocks (a stage needs them)."""
+        self._on_event = on_event or (lambda ev: None)
+        self._should_stop = should_stop or (lambda: False)
+        self._budget = time_budget_s
+        self._ckpt = checkpoint_path
+        self._t0 = time.monotonic() - self.elapsed
+        self._last_ckpt = time.monotonic()
 
     def _now(self) -> float:
         return time.monotonic() - self._t0
@@ -1352,9 +1356,11 @@ class Fitter:
                 raw, loss = self._init_item(i)
                 if os.environ.get("UNIT_FIT_DEBUG"):
                     print("init variant", combo, "loss", round(loss, 4), flush=True)
-                # an option that adds a section must win clearly (VARIANT_MARGIN)
-                margin = max([self.topo.VARIANT_MARGIN.get(k, 0.0) for k, val in combo.items()
-                              if val > 0.5 and best is not None and best[3].get(k, 0.0) < 0.5] or [0.0])
+                # an option this combination turns on, off in the best so far, must win
+                # clearly (VARIANT_MARGIN)
+                margin = 0.0 if best is None else max(
+                    (self.topo.VARIANT_MARGIN.get(k, 0.0) for k, val in combo.items()
+                     if val > 0.5 and best[3].get(k, 0.0) < 0.5), default=0.0)
                 if best is None or loss < (1.0 - margin) * best[1]:
                     best = (raw, loss, self.polarity, combo, self._shared_state())
                 self._check_stop()

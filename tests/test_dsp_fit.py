@@ -639,11 +639,7 @@ def test_a_stage_never_ends_worse_than_it_started():
                     segment_s=0.2, eval_every=5, lr_controls=3.0)
     fit = Fitter("drive", [], items, seed=0, config=cfg)
     fit._prepare()
-    fit._on_event, fit._should_stop, fit._budget, fit._ckpt = (lambda e: None), (lambda: False), None, None
-    fit._t0 = fit._last_ckpt = 0.0
-    import time as _t
-    fit._t0 = _t.monotonic()
-    fit._last_ckpt = _t.monotonic()
+    fit._begin_run()  # what run() sets, so a stage can run on its own
     fit._stage_latency()
     fit.stage = 1
     fit._stage_init()
@@ -1049,8 +1045,6 @@ def test_the_joint_fit_re_solves_the_output_fir_as_the_map_moves():
     the validation excerpts improve), and the stage's keep-best restores the taps that
     went with the best map. Here the joint fit starts with a stale FIR (a unit impulse)
     on captures coloured by a cabinet-like filter: the re-solve during the stage finds it."""
-    import time as _t
-
     import scipy.signal
 
     from dsp.fit import Fitter
@@ -1067,8 +1061,7 @@ def test_the_joint_fit_re_solves_the_output_fir_as_the_map_moves():
                            lr_map=1e-4, lr_shared=1e-4))
     f = Fitter("amp", [], items, seed=0, config=cfg)
     f._prepare()
-    f._on_event, f._should_stop, f._budget, f._ckpt = (lambda e: None), (lambda: False), None, None
-    f._t0 = f._last_ckpt = _t.monotonic()
+    f._begin_run()
     with torch.no_grad():
         f.map.base.copy_(f.topo.raw_from_physical(ctl)[0])
     f.topo.shared["output_fir"].fill_(1.0)  # on, with a unit impulse: stale
@@ -1094,15 +1087,12 @@ def test_the_joint_fit_re_solves_the_output_fir_as_the_map_moves():
 def test_keep_best_restores_the_tracked_taps_with_the_parameters():
     """A stage that ends on an earlier best state must restore the tensors it tracks
     outside the optimiser (the output FIR's taps) to their values at that state."""
-    import time as _t
-
     from dsp.fit import Fitter
 
     items = [dict(name="cap", knobs={}, input=guitar_like(0.3, seed=1),
                   target=guitar_like(0.3, seed=1), sample_rate=SR, latency_samples=0.0, holdout=False)]
     f = Fitter("amp", [], items, seed=0, config=FitConfig(**dict(vars(SEARCH_CFG), eval_every=1)))
-    f._on_event, f._should_stop, f._budget, f._ckpt = (lambda e: None), (lambda: False), None, None
-    f._t0 = f._last_ckpt = _t.monotonic()
+    f._begin_run()
     p = torch.nn.Parameter(torch.tensor([0.0]))
     taps = torch.zeros(3, dtype=torch.float64)
     # validation at the start, after steps 1..3 and at the end: the best is after step 2,

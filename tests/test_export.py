@@ -61,6 +61,16 @@ def esr(y: np.ndarray, ref: np.ndarray) -> float:
     return float(np.sum((y - ref) ** 2) / max(np.sum(ref ** 2), 1e-30))
 
 
+def esr_against(doc, models, plain) -> float:
+    """ESR between the chain of ``doc`` / ``models`` and the same chain built from
+    ``plain`` (a section off), rendered in Python at 48 kHz: how much the section
+    changes what the block does (a parity test of it is then not one of the plain block)."""
+    x = parity_signal(48000)
+    a = export.render_chain(doc, models, {}, x, 48000)
+    b = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
+    return esr(a, b)
+
+
 @pytest.fixture(scope="module")
 def render_bin(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cpp") / "unit_render"
@@ -235,10 +245,7 @@ def test_amp_parity_with_the_band_split(render_bin, tmp_path):
         print(f"amp, band split, {rate} Hz: worst ESR {worst:.2e}")
     # the split changes what the amp does (the parity above is not of the plain amp)
     plain = {"01_Amp": random_block("amp", amp_knobs(), seed=21, shared=dict(shared, band_split=0.0))}
-    x = parity_signal(48000)
-    a = export.render_chain(doc, models, {}, x, 48000)
-    b = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
-    assert esr(a, b) > 1e-3
+    assert esr_against(doc, models, plain) > 1e-3
 
 
 @pytest.mark.parametrize("v2", [1.0, 0.0])
@@ -282,10 +289,7 @@ def test_amp_parity_with_the_drive_section(render_bin, tmp_path, v2):
     print(f"amp, drive section, no oversampling: worst ESR {worst:.2e}")
     # the section changes what the amp does (the parity above is not of the plain amp)
     plain = {"01_Amp": random_block("amp", knobs, seed=31, shared=dict(shared, drive_section=0.0), base=base)}
-    x = parity_signal(48000)
-    a = export.render_chain(doc, models, {}, x, 48000)
-    b = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
-    assert esr(a, b) > 1e-2
+    assert esr_against(doc, models, plain) > 1e-2
 
 
 @pytest.mark.parametrize("position", [0.0, 1.0])
@@ -308,10 +312,7 @@ def test_amp_parity_with_the_blend_tone(render_bin, tmp_path, position):
     worst = check_parity(render_bin, model, doc, models, 48000, settings[:1] + settings[-2:])
     print(f"amp, blend tone, position {position}: worst ESR {worst:.2e}")
     plain = {"01_Amp": random_block("amp", knobs, seed=43, shared=dict(shared, blend_tone=0.0), base=base)}
-    x = parity_signal(48000)
-    a = export.render_chain(doc, models, {}, x, 48000)
-    c = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
-    assert esr(a, c) > 1e-2
+    assert esr_against(doc, models, plain) > 1e-2
 
 
 def test_amp_parity_with_the_output_fir(render_bin, tmp_path):
@@ -333,10 +334,7 @@ def test_amp_parity_with_the_output_fir(render_bin, tmp_path):
     plain = {"01_Amp": random_block("amp", amp_knobs(), seed=41,
                                     shared={"output_fir": 0.0, "allpass": 1.0, "allpass2": 1.0})}
     assert "output_fir" not in export.model_document(plain, None)["blocks"][0]
-    x = parity_signal(48000)
-    a = export.render_chain(doc, models, {}, x, 48000)
-    c = export.render_chain(export.model_document(plain, None), plain, {}, x, 48000)
-    assert esr(a, c) > 1e-2
+    assert esr_against(doc, models, plain) > 1e-2
 
 
 def test_a_model_with_its_output_fir_on_but_no_taps_is_refused(render_bin, tmp_path):
