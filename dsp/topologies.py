@@ -548,9 +548,8 @@ class DriveTopology(Topology):
                 biquad_coeffs("peak", sr, c["tone_mid_hz"], c["tone_mid_q"], c["tone_mid_db"])]
         y = p.lin(z, post, gain=_db(c["level_db"]))
         if _on(c, "blend_tone"):
-            t = c["tone_blend"][:, None].to(y.dtype)
-            y = ((1 - t) * p.lin(y, [onepole_coeffs("lowpass", sr, c["blend_lp_hz"])])
-                 + t * p.lin(y, [onepole_coeffs("highpass", sr, c["blend_hp_hz"])]))
+            dt = torch.float64
+            y = p.lin(y, [blend_coeffs(sr, c["tone_blend"].to(dt), c["blend_lp_hz"].to(dt), c["blend_hp_hz"].to(dt))])
         return y
 
 
