@@ -968,6 +968,55 @@ def test_knob_inference_prefers_controls_no_other_knob_drives(monkeypatch):
     assert Fitter.SHARED_CONTROL_MARGIN == 0.8
 
 
+def test_a_knob_whose_fitted_captures_are_left_with_level_errors_also_drives_the_level():
+    """After the per-capture fit, a swept knob without hints whose captures still need
+    gains spanning more than ``LEVEL_COMPANION_SPAN_DB`` (a level the device sets after
+    everything the knob's controls reach: Guitarix's MetalHead trims its output with
+    Drive) also drives the output level, and each capture's level takes its gain. A
+    knob whose captures need none keeps what it had; a hinted one keeps its hints."""
+    from dsp.controls import KnobDef
+    from dsp.fit import Fitter
+
+    x = guitar_like(0.6, seed=3)
+    ref = dict(pre_gain_db=12.0, presence_db=0.0, level_db=0.0)
+    # Drive: pre-gain up, and the output trimmed by 6 dB per end; Bright: presence only
+    truth = {("Drive", 0.0): dict(pre_gain_db=0.0, level_db=6.0), ("Drive", 10.0): dict(pre_gain_db=24.0, level_db=-6.0),
+             ("Bright", 0.0): dict(presence_db=-6.0), ("Bright", 10.0): dict(presence_db=6.0),
+             ("Gain", 10.0): dict(level_db=9.0)}
+    knobs = {"Gain": 5.0, "Drive": 5.0, "Bright": 5.0}
+    items = [dict(name="ref", knobs=dict(knobs), input=x, target=_amp_render(x, 0.0, oversample=1, **ref).astype(np.float32),
+                  sample_rate=SR, latency_samples=0.0, holdout=False)]
+    for (name, v), d in truth.items():
+        y = _amp_render(x, 0.0, oversample=1, **dict(ref, **d)).astype(np.float32)
+        items.append(dict(name=f"{name}_{v:g}", knobs=dict(knobs, **{name: v}), input=x, target=y,
+                          sample_rate=SR, latency_samples=0.0, holdout=False))
+    f = Fitter("amp", [KnobDef("Gain", affects=("pre_gain_db",)), KnobDef("Drive"), KnobDef("Bright")],
+               items, seed=0, config=SEARCH_CFG)
+    f._prepare()
+    f.polarity = 1.0
+    f.map.set_affects(1, ["pre_gain_db"])
+    f.map.set_affects(2, ["presence_db"])
+    names = f.topo.control_names()
+    # each capture fitted as far as its knob's controls reach: the truth without the trim
+    for i, it in enumerate(items):
+        (name, v), = [(k, val) for k, val in it["knobs"].items() if val != knobs[k]] or [(None, None)]
+        d = dict(ref, **truth.get((name, v), {}))
+        if name != "Gain":
+            d["level_db"] = 0.0
+        f.item_raw[i] = f.topo.raw_from_physical(d)[0]
+    f._level_companions()
+    got = {kd.name: kd.affects for kd in f.map.knobs}
+    assert got == {"Gain": ("pre_gain_db",), "Drive": ("pre_gain_db", "level_db"),
+                   "Bright": ("presence_db",)}, got
+    level = names.index("level_db")
+    assert bool(f.per_item_mask[level])
+    lv = f.topo.spec("level_db").to_physical(f.item_raw[:, level])
+    assert abs(float(lv[1]) - 6.0) < 0.3 and abs(float(lv[2]) + 6.0) < 0.3, lv  # the Drive ends
+    assert abs(float(lv[0])) < 0.3 and abs(float(lv[3])) < 0.5, lv  # the reference, Bright 0
+    assert float(f.map.mask[0, level]) == 0.0  # Gain keeps its hint
+    assert abs(float(lv[5]) - 9.0) < 0.3, lv
+
+
 @pytest.mark.slow
 def test_a_fit_with_the_band_split_set_trains_the_bands():
     """``FitConfig.variants`` (or the rig's ``structure``) sets the band split: the fit
@@ -1082,6 +1131,44 @@ def test_the_joint_fit_re_solves_the_output_fir_as_the_map_moves():
     taps = f.polarity * f.topo.output_fir_taps.numpy()
     assert np.linalg.norm(taps - h) < 0.05 * np.linalg.norm(h)
     assert f._validate(mapped) < 0.1 * before
+
+
+@pytest.mark.parametrize("cab", [True, False], ids=["coloured-output", "plain-output"])
+def test_the_joint_fit_decides_an_output_fir_left_off_again(cab):
+    """The per-capture stage decides the output FIR on the init's controls; where it
+    left it off, the joint fit's start decides again on the map as fitted (and keeps it
+    only if the validation excerpts improve too). Captures coloured by a cabinet-like
+    filter get it then; plain ones keep it off and its taps a unit impulse."""
+    import scipy.signal
+
+    from dsp.fit import Fitter
+
+    x = guitar_like(1.5, seed=8)
+    ctl = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
+    rng = np.random.default_rng(5)
+    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
+    h[0] += 1.0
+    y = _amp_render(x, 0.0, oversample=1, **ctl)
+    if cab:
+        y = scipy.signal.lfilter(h, [1.0], y)
+    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    cfg = FitConfig(**dict(vars(SEARCH_CFG), joint_steps=2, eval_every=2, output_fir_every=0,
+                           lr_map=1e-4, lr_shared=1e-4))
+    f = Fitter("amp", [], items, seed=0, config=cfg)
+    f._prepare()
+    f._begin_run()
+    with torch.no_grad():
+        f.map.base.copy_(f.topo.raw_from_physical(ctl)[0])
+    assert float(f.topo.shared["output_fir"]) == 0.0  # as the per-capture stage left it
+    f.stage, f.step = STAGES.index("joint"), 0
+    f._stage_joint()
+    assert float(f.topo.shared["output_fir"]) == float(cab)
+    taps = f.polarity * f.topo.output_fir_taps.numpy()
+    if cab:
+        assert np.linalg.norm(taps - h) < 0.05 * np.linalg.norm(h)
+    else:
+        np.testing.assert_array_equal(taps, np.eye(1, 240)[0])
 
 
 def test_keep_best_restores_the_tracked_taps_with_the_parameters():
