@@ -267,7 +267,8 @@ class FittedBlock:
         "sections": {switch: 0 | 1}, "fit_seconds", ...}`` (``structure``: the
         topology's structural options as this twin has them, ``dsp.structure``;
         ``sections``: the optional sections the fitter decided from the captures, e.g.
-        ``output_fir``, ``allpass``, ``output_dc``)"""
+        ``output_fir``, ``allpass``, ``output_dc``; ``affects``: ``{knob: [controls]}``,
+        the controls each knob drives, from the rig's hints or inferred by the fit)"""
         from dsp.structure import STRUCTURE
         from dsp.topologies import TOPOLOGIES
 
@@ -275,7 +276,9 @@ class FittedBlock:
         structure = {o.name: on(o.name) for o in STRUCTURE[self.topology]}
         cls = TOPOLOGIES[self.topology]
         sections = {k: on(k) for k in cls.switches() if k not in cls.SWITCHES_ON}
-        return dict(self._report, status=self.status, structure=structure, sections=sections)
+        affects = {k["name"]: list(k.get("affects") or [c["name"] for c in self.knob_map["controls"]])
+                   for k in self.knob_map["knobs"]}
+        return dict(self._report, status=self.status, structure=structure, sections=sections, affects=affects)
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -143,9 +143,13 @@ structure = { drive_section = 1 }
     sections = rep["sections"]
     assert set(sections) == {"output_lp", "allpass", "allpass2", "output_dc", "output_fir"}
     assert sections == {k: int(twin.shared_raw[k] > 0.5) for k in sections}
+    # and the controls each knob drives (inferred here: the rig gives no affects)
+    assert rep["affects"] == {k["name"]: list(k["affects"]) for k in twin.knob_map["knobs"]}
+    assert rep["affects"]["Gain"] and set(rep["affects"]["Gain"]) <= {c["name"] for c in twin.knob_map["controls"]}
     assert main(["report", str(project.root)]) == 0
     out = capsys.readouterr().out
     assert "structure: tonestack_position" in out
+    assert f"knobs drive: Gain -> {', '.join(rep['affects']['Gain'])} (the rig's affects" in out
     on = [k for k, v in sections.items() if v]
     line = next(ln for ln in out.splitlines() if "output sections decided from the captures" in ln)
     assert line.split(": ", 1)[1].split(" on")[0] == (", ".join(on) if on else "none")

@@ -278,6 +278,9 @@ def _print_report(block_id: str, rep: dict | None) -> None:
         on = [k for k, v in sec.items() if v]
         print(f"  output sections decided from the captures: {', '.join(on) if on else 'none'} on"
               + (f"; {', '.join(k for k in sec if not sec[k])} off" if len(on) < len(sec) else ""))
+    if rep.get("affects"):
+        print("  knobs drive: " + "; ".join(f"{k} -> {', '.join(v)}" for k, v in rep["affects"].items())
+              + " (the rig's affects = [...] sets them)")
     items = sorted(rep.get("items") or [], key=lambda it: -(it.get("esr") or 0))
     for it in items:
         tag = " (held out)" if it.get("holdout") else ""
