@@ -1512,14 +1512,14 @@ class Fitter:
     #: a swept knob whose captures, each fitted, are left with least-squares gains that
     #: span more than this (dB, over its sweep and the reference capture) also drives
     #: the output level (:meth:`_level_companions`). Spans measured after the
-    #: per-capture stage: Guitarix's MetalHead Drive 9.3 / 10.3, Tone 5.4 / 7.5 (two
-    #: seeds; its output trim follows them), Pregain 0.8 / 1.1; DS1 1.0 and 0.9; Studio
+    #: per-capture stage: Guitarix's MetalHead Drive 9.3 / 10.3 / 22.9, Tone 5.4 / 7.5 /
+    #: 4.9 (three seeds; its output trim follows them), Pregain 0.8 / 1.1 / 2.6; DS1 1.0 and 0.9; Studio
     #: Preamp Bass 3.7, the others 1.4 at most; the synthetic UNIT-1-size amp, whose
     #: truth moves no level with any knob (captures not yet fitted, not a trim): Master
     #: 4.0 and Depth 4.0 in one run (at 3 dB it took both, held-out worst 0.066 against
     #: 0.019 before), Master 9.3 (its Master 0 capture), Post_Gain 4.46 and Depth 4.2
     #: in another (at 4.5 dB it took Master: 0.0029 / 0.016, as before). The gap
-    #: between 4.46 and 5.4 is narrow: a threshold, not a law
+    #: between 4.46 and 4.9 is narrow: a threshold, not a law
     LEVEL_COMPANION_SPAN_DB = 4.5
 
     @torch.no_grad()
