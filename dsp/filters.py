@@ -370,7 +370,7 @@ class _IIRFilter(torch.autograd.Function):
 
     For A(z)·Y = B(z)·X and an output gradient g, let u = (1/A)ᵀ g, i.e. g filtered by
     1/A(z) backwards in time. Then
-        dL/dx      = (B/A)ᵀ g  (g filtered by B/A backwards in time),
+        dL/dx      = (B/A)ᵀ g = Bᵀ u,  i.e. Σ_k b[k] · u[n+k],
         dL/db[k]   =  Σ_n u[n] · x[n-k],
         dL/da[k]   = -Σ_n u[n] · y[n-k]   (all k, a[0] included).
     """
@@ -392,13 +392,20 @@ class _IIRFilter(torch.autograd.Function):
         xd, bd, ad, yd = ctx.arrays
         g = grad_y.detach().to("cpu", torch.float64).numpy()
         grad_x = grad_b = grad_a = None
-        g_rev = np.ascontiguousarray(g[:, ::-1])
+        if not any(ctx.needs_input_grad[:3]):
+            return grad_x, grad_b, grad_a
+        # one recursive pass: u = (1/A)ᵀ g; then (B/A)ᵀ g = Bᵀ u, a correlation with b's
+        # few taps, instead of a second pass of g through B/A (a biquad per row on 16 x
+        # 108,000 samples, forward and backward: 48-52 ms against 60-63 ms)
+        ones = np.ones((ad.shape[0], 1))
+        u = np.ascontiguousarray(_lfilter_rows(ones, ad, np.ascontiguousarray(g[:, ::-1]))[:, ::-1])
         if ctx.needs_input_grad[0]:
-            gx = _lfilter_rows(bd, ad, g_rev)[:, ::-1]
-            grad_x = torch.from_numpy(np.ascontiguousarray(gx)).to(x.device, x.dtype)
+            t = u.shape[-1]
+            gx = bd[:, :1] * u
+            for k in range(1, min(bd.shape[1], t + 1)):
+                gx[:, : t - k] += bd[:, k:k + 1] * u[:, k:]
+            grad_x = torch.from_numpy(gx).to(x.device, x.dtype)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            ones = np.ones((bd.shape[0], 1))
-            u = np.ascontiguousarray(_lfilter_rows(ones, ad, g_rev)[:, ::-1])
             per_coef_rows = bd.shape[0] == xd.shape[0] and bd.shape[0] > 1
             if ctx.needs_input_grad[1]:
                 gb = _lagged_dots(u, xd, bd.shape[1])
