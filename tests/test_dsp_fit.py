@@ -1049,29 +1049,54 @@ def test_a_fit_with_the_band_split_set_trains_the_bands():
     assert not np.allclose(off.render({}, x, SR), block.render({}, x, SR), atol=1e-4)
 
 
+#: the amp's controls behind the cabinet-coloured captures of the output-FIR tests
+CAB_CTL = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
+
+
+def _cab_items(seconds: float, cab: bool):
+    """One capture of the amp at ``CAB_CTL``, through a 240-tap cabinet-like FIR when
+    ``cab`` (the FIR returned either way): (input, items, taps, the float64 target)."""
+    import scipy.signal
+
+    x = guitar_like(seconds, seed=8)
+    rng = np.random.default_rng(5)
+    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
+    h[0] += 1.0
+    y = _amp_render(x, 0.0, oversample=1, **CAB_CTL)
+    if cab:
+        y = scipy.signal.lfilter(h, [1.0], y)
+    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
+                  latency_samples=0.0, holdout=False)]
+    return x, items, h, y
+
+
+def _cab_joint_fitter(cab: bool, **cfg):
+    """A fitter on ``_cab_items(1.5, cab)`` ready for its joint stage, the map at the
+    true controls: (fitter, cabinet taps)."""
+    from dsp.fit import Fitter
+
+    _, items, h, _ = _cab_items(1.5, cab)
+    f = Fitter("amp", [], items, seed=0, config=FitConfig(**dict(vars(SEARCH_CFG), lr_map=1e-4, lr_shared=1e-4,
+                                                                  **cfg)))
+    f._prepare()
+    f._begin_run()
+    with torch.no_grad():
+        f.map.base.copy_(f.topo.raw_from_physical(CAB_CTL)[0])
+    return f, h
+
+
 @pytest.mark.parametrize("cab", [True, False], ids=["coloured-output", "plain-output"])
 def test_output_fir_is_solved_and_kept_only_when_the_captures_need_it(cab):
     """Captures of an amp whose output runs through a fixed coloration no parametric
     section has (a cabinet the device will not switch off: Guitarix's MetalHead) get
     the output FIR, solved in closed form: with the twin's controls right it is the
     coloration itself. Captures without one leave it off and the taps a unit impulse."""
-    import scipy.signal
-
     from dsp.fit import Fitter
 
-    x = guitar_like(2.0, seed=8)
-    ctl = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
-    y = _amp_render(x, 0.0, oversample=1, **ctl)
-    rng = np.random.default_rng(5)
-    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
-    h[0] += 1.0
-    if cab:
-        y = scipy.signal.lfilter(h, [1.0], y)
-    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
-                  latency_samples=0.0, holdout=False)]
+    x, items, h, y = _cab_items(2.0, cab)
     f = Fitter("amp", [], items, seed=0, config=SEARCH_CFG)
     f._prepare()
-    raw = f.topo.raw_from_physical(ctl)
+    raw = f.topo.raw_from_physical(CAB_CTL)
     f._output_fir_solve(lambda idx: raw.expand(len(idx), -1), decide=True)
     taps = f.topo.output_fir_taps.numpy()
     assert float(f.topo.shared["output_fir"]) == float(cab)
@@ -1094,25 +1119,7 @@ def test_the_joint_fit_re_solves_the_output_fir_as_the_map_moves():
     the validation excerpts improve), and the stage's keep-best restores the taps that
     went with the best map. Here the joint fit starts with a stale FIR (a unit impulse)
     on captures coloured by a cabinet-like filter: the re-solve during the stage finds it."""
-    import scipy.signal
-
-    from dsp.fit import Fitter
-
-    x = guitar_like(1.5, seed=8)
-    ctl = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
-    rng = np.random.default_rng(5)
-    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
-    h[0] += 1.0
-    y = scipy.signal.lfilter(h, [1.0], _amp_render(x, 0.0, oversample=1, **ctl))
-    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
-                  latency_samples=0.0, holdout=False)]
-    cfg = FitConfig(**dict(vars(SEARCH_CFG), joint_steps=12, eval_every=4, output_fir_every=4,
-                           lr_map=1e-4, lr_shared=1e-4))
-    f = Fitter("amp", [], items, seed=0, config=cfg)
-    f._prepare()
-    f._begin_run()
-    with torch.no_grad():
-        f.map.base.copy_(f.topo.raw_from_physical(ctl)[0])
+    f, h = _cab_joint_fitter(True, joint_steps=12, eval_every=4, output_fir_every=4)
     f.topo.shared["output_fir"].fill_(1.0)  # on, with a unit impulse: stale
     solved_at = []
     real = f._refit_output_fir
@@ -1139,27 +1146,7 @@ def test_the_joint_fit_decides_an_output_fir_left_off_again(cab):
     left it off, the joint fit's start decides again on the map as fitted (and keeps it
     only if the validation excerpts improve too). Captures coloured by a cabinet-like
     filter get it then; plain ones keep it off and its taps a unit impulse."""
-    import scipy.signal
-
-    from dsp.fit import Fitter
-
-    x = guitar_like(1.5, seed=8)
-    ctl = dict(pre_gain_db=24.0, master_db=10.0, presence_db=4.0)
-    rng = np.random.default_rng(5)
-    h = 0.3 * rng.standard_normal(240) * np.exp(-np.arange(240) / 40.0)
-    h[0] += 1.0
-    y = _amp_render(x, 0.0, oversample=1, **ctl)
-    if cab:
-        y = scipy.signal.lfilter(h, [1.0], y)
-    items = [dict(name="cap", knobs={}, input=x, target=y.astype(np.float32), sample_rate=SR,
-                  latency_samples=0.0, holdout=False)]
-    cfg = FitConfig(**dict(vars(SEARCH_CFG), joint_steps=2, eval_every=2, output_fir_every=0,
-                           lr_map=1e-4, lr_shared=1e-4))
-    f = Fitter("amp", [], items, seed=0, config=cfg)
-    f._prepare()
-    f._begin_run()
-    with torch.no_grad():
-        f.map.base.copy_(f.topo.raw_from_physical(ctl)[0])
+    f, h = _cab_joint_fitter(cab, joint_steps=2, eval_every=2, output_fir_every=0)
     assert float(f.topo.shared["output_fir"]) == 0.0  # as the per-capture stage left it
     f.stage, f.step = STAGES.index("joint"), 0
     f._stage_joint()
