@@ -1589,11 +1589,17 @@ class Fitter:
         self.per_item_mask = (self.map.mask.sum(0) > 0)
 
     def _draw_items(self, idx: list[int]) -> list[int]:
+        """The items of one Adam step, one random segment each: ``max_items_per_step`` of
+        them drawn without repeats, or, from fewer items, each item as many times as fit
+        in that many rows (one capture: 16 segments of it; five: three each). A step of
+        a small plan then sees about as much audio as a step of a large one: with one
+        0.5 s segment per step, a single capture's steps were too noisy to improve on
+        its init (the keep-best validation ended every stage on its start)."""
         m = self.cfg.max_items_per_step
-        if len(idx) <= m:
-            return list(idx)
-        perm = torch.randperm(len(idx), generator=self.gen)[:m]
-        return sorted(idx[int(j)] for j in perm)
+        if len(idx) > m:
+            perm = torch.randperm(len(idx), generator=self.gen)[:m]
+            return sorted(idx[int(j)] for j in perm)
+        return sorted(list(idx) * max(1, m // max(1, len(idx))))
 
     def _knob_tensor(self, idx):
         return self.map.knob_tensor([self.items[i]["knobs"] for i in idx])

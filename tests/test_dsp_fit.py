@@ -1273,3 +1273,30 @@ def test_amp_twin_saved_before_the_output_fir_renders_the_same():
     assert back.output_fir == cab.output_fir and len(back.output_fir) == 240
     np.testing.assert_array_equal(back.render({}, x, SR), cab.render({}, x, SR))
     assert not np.allclose(cab.render({}, x, SR), new.render({}, x, SR), atol=1e-4)
+
+
+def test_a_small_plans_steps_fill_their_rows_with_more_segments_of_each_capture():
+    """An Adam step takes ``max_items_per_step`` random segments: from a large plan one
+    each of that many captures, from a small one several of each capture (a single
+    capture's steps, one 0.5 s segment each, were too noisy to improve on its init)."""
+    from dsp.fit import Fitter
+
+    x = guitar_like(0.3, seed=3)
+    y = render_truth([_full({})], x)[0]
+
+    def fitter(n):
+        items = [dict(name=f"cap{i}", knobs={}, input=x, target=y, sample_rate=SR, latency_samples=0.0,
+                      holdout=False) for i in range(n)]
+        return Fitter("drive", [], items, seed=0, config=FitConfig(max_items_per_step=16))
+
+    assert fitter(1)._draw_items([0]) == [0] * 16
+    five = fitter(5)._draw_items(list(range(5)))
+    assert sorted(set(five)) == list(range(5)) and all(five.count(i) == 3 for i in range(5))
+    assert fitter(12)._draw_items(list(range(12))) == list(range(12))
+    many = fitter(20)._draw_items(list(range(20)))
+    assert len(many) == 16 == len(set(many))
+    # the segments of one step are drawn at independent random offsets
+    f = fitter(1)
+    f._prepare()
+    X, _ = f._segments(f._draw_items([0]), int(0.05 * SR))
+    assert X.shape[0] == 16 and len({tuple(r[:50].tolist()) for r in X}) > 8
