@@ -1570,8 +1570,7 @@ class Fitter:
         for k, idx in sweeps.items():
             vals = [gains[i] for i in idx] + [gains[ref]]
             if max(vals) - min(vals) > self.LEVEL_COMPANION_SPAN_DB:
-                now = [names[cc] for cc in torch.nonzero(self.map.mask[k]).flatten().tolist()]
-                self.map.set_affects(k, now + [gain])
+                self.map.set_affects(k, [*self.map.knobs[k].affects, gain])
                 added.append(k)
             if os.environ.get("UNIT_FIT_DEBUG"):
                 print(f"level companion {self.knobs[k].name}: gains "
