@@ -64,13 +64,14 @@ def _unit1_models(drive_section: bool = False, output_fir: bool = True) -> tuple
         knobs = [KnobDef(k.name, k.kind, k.minimum, k.maximum, tuple(float(p) for p in k.positions),
                          k.reference, k.affects) for k in b.knobs if k.modelled]
         # the worst case a fit can choose: every optional section on (output low-pass,
-        # all-pass, band split, the blend tone, and the tone stack between the stages,
+        # all-pass, band split, the blend tone, the shaper tables, and the tone stack between the stages,
         # which costs the same); the drive section, which a fit has only when asked,
         # with drive_section
         on = {k: 1.0 for k in TOPOLOGIES[b.topology].switches()}
         if b.topology == "amp":
             on["tonestack_position"] = 1.0
             on["blend_tone"] = 1.0
+            on["shaper_tables"] = 1.0
             on["drive_section"] = float(drive_section)
             on["output_fir"] = float(output_fir)  # 240 taps at 48 kHz (synthetic_block)
         out[b.topology] = (b.id, export.synthetic_block(b.topology, knobs, seed=i + 1, shared=on))

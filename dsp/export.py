@@ -415,6 +415,9 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
     topo = TOPOLOGIES[topology](48000.0, oversample)
     values = {k: float(v.detach()) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
               for k, v in topo.shared.items()}
+    # the amp's shaper tables start at 0 (the plain shapers): give them a random curve
+    for k in sorted(k for k in values if k.startswith("shape") and k[5:6].isdigit()):
+        values[k] = 0.05 * float(torch.randn(1, generator=g))
     values.update({k: float(v) for k, v in (shared or {}).items()})
     if values.get("output_fir", 0.0) > 0.5 and output_fir is None:
         n = torch.arange(240, dtype=torch.float64)

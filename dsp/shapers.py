@@ -33,6 +33,7 @@ __all__ = [
     "cubic_clip",
     "tube_stage",
     "push_pull",
+    "table_shaper",
     "OVERSAMPLE_ZEROS",
     "OVERSAMPLE_KAISER_BETA",
     "oversampling_fir",
@@ -195,6 +196,35 @@ def push_pull(x: torch.Tensor, bias, crossover, level, imbalance=0.0) -> torch.T
     pull = half(bias - x)
     rest = half(torch.zeros_like(x) + bias)
     return 0.5 * ((push - pull) + imbalance * ((push - rest) + (pull - rest)))
+
+
+def table_shaper(x: torch.Tensor, values: torch.Tensor, x_range: float) -> torch.Tensor:
+    """A learnable curve: linear interpolation in a table on a uniform grid.
+
+    Definition, with K = len(values) knots x_j = -R + j·h, h = 2R / (K - 1), R = x_range:
+
+        u = (clamp(x, -R, R) + R) / h,   j = min(floor(u), K - 2),   f = u - j
+        y = (1 - f)·values[j] + f·values[j + 1]
+
+    so y(x_j) = values[j], straight lines between the knots, and the end values beyond
+    ±R. Guitarix's tube stages are such tables (its ``tubestage`` runs x through a
+    table of the circuit's response); a curve of this kind may bend at the origin,
+    which the smooth clippers above cannot (a distortion whose THD does not fall with
+    the level). The gradient reaches ``values`` (the two knots around each sample) and
+    ``x`` (the segment's slope; 0 beyond ±R).
+
+    Args:
+        x: (..., T). values: (K,), K >= 2. x_range: R > 0.
+    """
+    x = _as_signal(x)
+    k = values.shape[-1]
+    h = 2.0 * x_range / (k - 1)
+    u = (x.clamp(-x_range, x_range) + x_range) / h
+    j = u.detach().floor().clamp(0, k - 2)
+    f = u - j
+    j = j.long()
+    v = values.to(x.dtype)
+    return v[j] + f * (v[j + 1] - v[j])
 
 
 # --------------------------------------------------------------------- oversampling

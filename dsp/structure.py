@@ -4,10 +4,11 @@ them when a project opens, long before a fit imports torch).
 A structural option is a shared 0/1 value of a topology that no gradient moves: which
 of two arrangements the circuit has, or whether it has a section at all. The fitter
 decides each one at init from the reference capture by trying the values listed here
-(:meth:`dsp.fit.Fitter._init_variants`); an option listed with the single value 0 is
+(:meth:`dsp.fit.Fitter._init_variants`); an option listed with a single value is
 not decided from the captures (the measurements that say why are in
-:class:`dsp.topologies.AmpTopology`) and stays off unless the rig's block sets it
-(``structure = { drive_section = 1 }``) or :class:`dsp.fit.FitConfig` ``variants`` does.
+:class:`dsp.topologies.AmpTopology`): it takes that value (0: off, 1: on) unless the
+rig's block sets it (``structure = { drive_section = 1 }``) or
+:class:`dsp.fit.FitConfig` ``variants`` does.
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ STRUCTURE: dict[str, tuple[StructureOption, ...]] = {
         StructureOption("blend_tone", (0.0, 1.0),
                         "a blend tone after the TMB stack: one pot crossfading a low-pass and a "
                         "high-pass (a Big Muff Tone, Guitarix's MetalHead)"),
+        StructureOption("shaper_tables", (0.0,),
+                        "learnable tables that correct the curves of the three shapers (the "
+                        "plain smooth curves unless set)"),
     ),
     "eq_match": (),
 }

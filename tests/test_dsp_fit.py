@@ -494,8 +494,8 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
     f._prepare()
     f._should_stop = lambda: False  # run() sets it
     f._init_variants(0)
-    assert tried[:2] == [{"tonestack_position": 0.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0},
-                         {"tonestack_position": 1.0, "drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0}]
+    off = {"drive_section": 0.0, "band_split": 0.0, "blend_tone": 0.0, "shaper_tables": 0.0}
+    assert tried[:2] == [{"tonestack_position": 0.0, **off}, {"tonestack_position": 1.0, **off}]
     # then the blend tone, with the position that won (its own small-signal fit)
     assert len(tried) == 3 and tried[2]["blend_tone"] == 1.0
     assert tried[2]["tonestack_position"] == float(f.topo.shared["tonestack_position"])
@@ -1047,6 +1047,43 @@ def test_a_fit_with_the_band_split_set_trains_the_bands():
     assert per_capture and min(per_capture[-5:]) < per_capture[0], per_capture
     off = FittedBlock.from_dict(dict(block.to_dict(), shared_raw=dict(sr, band_split=0.0)))
     assert not np.allclose(off.render({}, x, SR), block.render({}, x, SR), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_an_amp_fit_with_the_shaper_tables_set_learns_them():
+    """``FitConfig.variants`` (or the rig's ``structure``) sets the shaper tables: from 0
+    the fit moves the knots the signal reaches towards a truth whose first tube stage
+    has a kinked curve, and the twin it returns is closer to the truth with its tables
+    than with them off. Left out, the option stays off and the tables at 0."""
+    from dsp.topologies import SHAPER_KNOTS, SHAPER_RANGE
+
+    topo = make_topology("amp", SR, 2)
+    truth = dict(pre_gain_db=12.0, stage2_gain_db=0.0, level_db=-6.0)
+    x = guitar_like(0.4, seed=23)
+    with torch.no_grad():
+        topo.shared["shaper_tables"].fill_(1.0)
+        for j in range(SHAPER_KNOTS):  # a knee that bends the curve at its operating point
+            xj = -SHAPER_RANGE + 2 * SHAPER_RANGE * j / (SHAPER_KNOTS - 1)
+            topo.shared[f"shape1_{j:02d}"].fill_(-0.4 * abs(xj - 0.2) / (1 + abs(xj - 0.2)))
+        y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(truth), exact=True)[0]
+    items = [TrainItem("cap", {}, x, y.numpy().astype(np.float32), SR)]
+    cfg = dict(search_candidates=4, search_excerpt_s=0.1, refine_steps=3, per_capture_steps=40,
+               curve_steps=5, joint_steps=10, segment_s=0.15, eval_every=10,
+               variants={"tonestack_position": 0, "blend_tone": 0})
+    block = fit_block("amp", [], items, seed=0,
+                      config=FitConfig(**dict(cfg, variants=dict(cfg["variants"], shaper_tables=1))))
+    assert block.report()["structure"]["shaper_tables"] == 1
+    sr = block.shared_raw
+    assert sr["shaper_tables"] == 1.0
+    moved = [abs(sr[f"shape{s}_{j:02d}"]) for s in (1, 2, 3) for j in range(SHAPER_KNOTS)]
+    assert max(moved) > 1e-2, max(moved)
+    err = lambda b: losses.esr_numpy(b.render({}, x, SR), y.numpy())  # noqa: E731
+    off = FittedBlock.from_dict(dict(block.to_dict(), shared_raw=dict(sr, shaper_tables=0.0)))
+    assert err(block) < err(off), (err(block), err(off))
+    # left out: off, and the tables stay 0
+    plain = fit_block("amp", [], items, seed=0, config=FitConfig(**dict(cfg, per_capture_steps=5)))
+    assert plain.shared_raw["shaper_tables"] == 0.0 and plain.report()["structure"]["shaper_tables"] == 0
+    assert all(plain.shared_raw[f"shape{s}_{j:02d}"] == 0.0 for s in (1, 2, 3) for j in range(SHAPER_KNOTS))
 
 
 #: the amp's controls behind the cabinet-coloured captures of the output-FIR tests

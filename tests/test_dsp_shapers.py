@@ -160,6 +160,36 @@ def test_push_pull_symmetry_ceiling_and_imbalance():
     assert torch.autograd.gradcheck(S.push_pull, args, eps=GRAD_EPS, atol=GRAD_ATOL)
 
 
+def test_table_shaper_interpolates_like_numpy_and_holds_its_ends():
+    """Against numpy.interp (an independent linear interpolation), beyond the grid the
+    end values, and a kink at the origin survives (the smooth clippers cannot make one)."""
+    g = torch.Generator().manual_seed(3)
+    values = torch.randn(9, generator=g, dtype=torch.float64)
+    x = torch.linspace(-5.0, 5.0, 2001, dtype=torch.float64)
+    y = S.table_shaper(x, values, 2.0)
+    ref = np.interp(x.numpy(), np.linspace(-2.0, 2.0, 9), values.numpy())
+    np.testing.assert_allclose(y.numpy(), ref, rtol=0, atol=1e-12)
+    assert float(y[0]) == float(values[0]) and float(y[-1]) == float(values[-1])
+    # |x| with a table: slope -1 left of 0, +1 right of it, exactly
+    v = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64).abs()
+    d = 1e-6
+    left = (S.table_shaper(torch.tensor([0.0], dtype=torch.float64), v, 2.0)
+            - S.table_shaper(torch.tensor([-d], dtype=torch.float64), v, 2.0)) / d
+    right = (S.table_shaper(torch.tensor([d], dtype=torch.float64), v, 2.0)
+             - S.table_shaper(torch.tensor([0.0], dtype=torch.float64), v, 2.0)) / d
+    assert float(left) == pytest.approx(-1.0) and float(right) == pytest.approx(1.0)
+
+
+def test_table_shaper_gradcheck():
+    """float64 gradcheck through the values and the input (samples away from the knots,
+    where the curve has no derivative)."""
+    g = torch.Generator().manual_seed(4)
+    values = torch.randn(7, generator=g, dtype=torch.float64, requires_grad=True)
+    x = (torch.rand(2, 20, generator=g, dtype=torch.float64) * 4.0 - 2.0)
+    x = torch.where((x * 2.0 - (x * 2.0).round()).abs() < 0.05, x + 0.1, x).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, v: S.table_shaper(a, v, 1.5), (x, values))
+
+
 def test_parameters_broadcast_against_batch():
     x = torch.randn(3, 50, dtype=torch.float64)
     bias = t64([0.2, 0.0, -0.2])

@@ -248,6 +248,48 @@ def test_amp_parity_with_the_band_split(render_bin, tmp_path):
     assert esr_against(doc, models, plain) > 1e-3
 
 
+def test_amp_parity_with_the_shaper_tables(render_bin, tmp_path):
+    """The three shapers' learnable corrections (tables), with a kink at the origin and
+    curves that move the ceilings, with and without the band split of the first stage,
+    at 48 and 96 kHz; a model without the switch (saved before it existed) renders the
+    plain shapers whatever its tables hold."""
+    import math
+
+    from dsp.topologies import SHAPER_KNOTS, SHAPER_RANGE
+
+    grid = [-SHAPER_RANGE + 2 * SHAPER_RANGE * j / (SHAPER_KNOTS - 1) for j in range(SHAPER_KNOTS)]
+    tables = {}
+    for j, xj in enumerate(grid):
+        tables[f"shape1_{j:02d}"] = -0.3 * abs(xj) / (1 + abs(xj))          # a kink at 0
+        tables[f"shape2_{j:02d}"] = 0.2 * math.tanh(2 * xj) - 0.1 * xj * xj / 9  # asymmetric
+        tables[f"shape3_{j:02d}"] = 0.1 * math.sin(3 * xj)
+    for split in (0.0, 1.0):
+        shared = dict(tables, shaper_tables=1.0, band_split=split, band1_drive_db=6.0, band4_drive_db=-6.0)
+        models = {"01_Amp": random_block("amp", amp_knobs(), seed=41, shared=shared)}
+        out = tmp_path / f"split{int(split)}"
+        out.mkdir()
+        model, doc = write_model(out, models)
+        sh = doc["blocks"][0]["shared"]
+        assert sh["shaper_tables"] == 1.0 and sh["shape2_30"] == pytest.approx(tables["shape2_30"])
+        settings = settings_for(doc, 2, seed=42)
+        for rate in (48000, 96000):
+            worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
+            print(f"amp, shaper tables, split {split}, {rate} Hz: worst ESR {worst:.2e}")
+        # the tables change what the amp does (the parity above is not of the plain amp)
+        off = dict(shared, shaper_tables=0.0)
+        plain = {"01_Amp": random_block("amp", amp_knobs(), seed=41, shared=off)}
+        assert esr_against(doc, models, plain) > 1e-3
+    # an old model: no switch in its shared values; the engine keeps the plain shapers
+    plain_doc = export.model_document(plain, None)
+    old = json.loads(export.dumps_model(plain_doc))
+    for b in old["blocks"]:
+        del b["shared"]["shaper_tables"]
+    (tmp_path / "old").mkdir()
+    old_model = tmp_path / "old" / "model.json"
+    old_model.write_text(json.dumps(old))
+    check_parity(render_bin, old_model, plain_doc, plain, 48000, settings[:1])
+
+
 @pytest.mark.parametrize("v2", [1.0, 0.0])
 def test_amp_parity_with_the_drive_section(render_bin, tmp_path, v2):
     """The drive section in front of the preamp: four bands (crossovers given out of

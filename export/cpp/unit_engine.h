@@ -58,6 +58,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <locale>
@@ -380,6 +381,18 @@ inline void cascade(SectionN<N>& out, std::initializer_list<const Section*> part
     }
     std::copy(b, b + N + 1, out.b);
     std::copy(a, a + N + 1, out.a);
+}
+
+/// dsp.shapers.table_shaper: linear interpolation in K values on a uniform grid over
+/// [-range, range], the end values beyond it (the same operations in the same order).
+template <int K>
+inline double tableShaper(const double* v, double x, double range) {
+    const double h = 2.0 * range / (K - 1);
+    const double u = (std::min(std::max(x, -range), range) + range) / h;
+    const double jf = std::min(std::max(std::floor(u), 0.0), (double)(K - 2));
+    const double f = u - jf;
+    const int j = (int)jf;
+    return v[j] + f * (v[j + 1] - v[j]);
 }
 
 /// The blend tone (1 - t) LP1(lpHz) + t HP1(hpHz) as one second-order section: the two
@@ -1260,6 +1273,17 @@ public:
         // the blend tone after the stack (off in a model exported before it existed)
         blendOn_ = sh.has("blend_tone") && sh["blend_tone"].num() > 0.5;
         outputDc_ = sh.has("output_dc") && sh["output_dc"].num() > 0.5;
+        // shaper_tables: the three shapers' learnable corrections (off in a model exported
+        // before they existed)
+        tablesOn_ = sh.has("shaper_tables") && sh["shaper_tables"].num() > 0.5;
+        if (tablesOn_) {
+            for (int st = 0; st < 3; ++st)
+                for (int j = 0; j < kKnots; ++j) {
+                    char name[32];
+                    std::snprintf(name, sizeof name, "shape%d_%02d", st + 1, j);
+                    table_[st][j] = sh[name].num();
+                }
+        }
         // band_split (a model exported before it existed has none: off)
         bandSplit_ = sh.has("band_split") && sh["band_split"].num() > 0.5;
         if (bandSplit_) {
@@ -1340,6 +1364,11 @@ public:
         bias2_ = c[TUBE2_BIAS];
         f1_ = dsp::softClip2(bias1_, 1.0, 1.0);
         f2_ = dsp::softClip2(bias2_, 1.0, 1.0);
+        if (tablesOn_) {
+            f1_ += corr(0, bias1_);
+            f2_ += corr(1, bias2_);
+            rest3_ = corr(2, 0.0);
+        }
         dsp::onepole(hp1_, true, rs, c[INTER1_HP]);
         dsp::onepole(lp1_, false, rs, c[INTER1_LP]);
         stage2_.set(dsp::dbToGain(c[STAGE2_GAIN]), snap_);
@@ -1448,7 +1477,7 @@ private:
         splitBands<&AmpBlock::split_>(v, band);
         double y = 0;
         for (int k = 0; k < kBands; ++k)
-            y += (dsp::softClip2(bandGain_[k] * band[k] + bias1_, 1.0, 1.0) - f1_) * bandInv_[k];
+            y += (shaper1(bandGain_[k] * band[k] + bias1_) - f1_) * bandInv_[k];
         return y;
     }
 
@@ -1527,10 +1556,11 @@ private:
 
     /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
-        v = bandSplit_ ? splitStage1(v) : dsp::softClip2(v + bias1_, 1.0, 1.0) - f1_;
+        v = bandSplit_ ? splitStage1(v) : shaper1(v + bias1_) - f1_;
         v = lp1_.tick1(hp1_.tick1(v));
         if (between_) v = tone(v);  // Fender arrangement: V1A -> stack -> V1B
-        v = dsp::softClip2(gStage2 * v + bias2_, 1.0, 1.0) - f2_;
+        v = gStage2 * v + bias2_;
+        v = dsp::softClip2(v, 1.0, 1.0) + (tablesOn_ ? corr(1, v) : 0.0) - f2_;
         v = lp2_.tick1(hp2_.tick1(v));
         if (!between_) v = tone(v);
         v = gPost * v;
@@ -1538,7 +1568,8 @@ private:
         sagE_ = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * sagE_;
         const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
         const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
-        v = pushPull(v * g * gMaster);
+        v *= g * gMaster;
+        v = tablesOn_ ? pushPull(v) + (corr(2, v) - rest3_) : pushPull(v);
         v = depth_.tick(presence_.tick(v));
         return gLevel * (outputDc_ ? v : dc_.tick1(v));
     }
@@ -1546,6 +1577,17 @@ private:
     inline double tone(double v) {
         v = ts_.tick(v);
         return blendOn_ ? blend_.tick(v) : v;
+    }
+    /// the shaper tables (dsp.topologies.SHAPER_KNOTS, SHAPER_RANGE): stage 0, 1 the tube
+    /// stages, 2 the push-pull stage
+    static constexpr int kKnots = 49;
+    static constexpr double kTableRange = 3.0;
+    inline double corr(int stage, double x) const {
+        return dsp::tableShaper<kKnots>(table_[stage], x, kTableRange);
+    }
+    /// tube stage 1's curve at x = input + bias (before its rest value is taken off)
+    inline double shaper1(double x) const {
+        return dsp::softClip2(x, 1.0, 1.0) + (tablesOn_ ? corr(0, x) : 0.0);
     }
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
@@ -1572,6 +1614,8 @@ private:
     bool between_ = false;  // shared tonestack_position: 1 = between the tube stages
     bool blendOn_ = false;  // shared blend_tone: the blend tone after the TMB stack
     bool outputDc_ = false;  // shared output_dc: 1 = no output high-pass (the DC stays)
+    bool tablesOn_ = false;  // shared shaper_tables: the shapers' learnable corrections
+    double table_[3][kKnots] = {}, rest3_ = 0;
     bool bandSplit_ = false;  // shared band_split: the first tube stage runs per band
     double xoHz_[kBands - 1] = {}, bandGain_[kBands] = {1, 1, 1, 1}, bandInv_[kBands] = {1, 1, 1, 1};
     dsp::Section split_[kSplitSections];
