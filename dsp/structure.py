@@ -38,8 +38,8 @@ STRUCTURE: dict[str, tuple[StructureOption, ...]] = {
                         "a blend tone after the TMB stack: one pot crossfading a low-pass and a "
                         "high-pass (a Big Muff Tone, Guitarix's MetalHead)"),
         StructureOption("shaper_tables", (0.0,),
-                        "learnable tables that correct the curves of the three shapers (the "
-                        "plain smooth curves unless set)"),
+                        "learnable tables that correct the three shapers' curves; left out, "
+                        "the plain smooth curves"),
     ),
     "eq_match": (),
 }
