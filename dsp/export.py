@@ -399,7 +399,7 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
     import torch
 
     from dsp.controls import KnobControlMap
-    from dsp.topologies import TOPOLOGIES
+    from dsp.topologies import SHAPER_NAMES, TOPOLOGIES
     from dsp.twin import FittedBlock
 
     g = torch.Generator().manual_seed(seed)
@@ -416,8 +416,9 @@ def synthetic_block(topology: str, knobs, *, seed: int = 0, oversample: int = 2,
     values = {k: float(v.detach()) * (1.0 + 0.05 * float(torch.randn(1, generator=g)))
               for k, v in topo.shared.items()}
     # the amp's shaper tables start at 0 (the plain shapers): give them a random curve
-    for k in sorted(k for k in values if k.startswith("shape") and k[5:6].isdigit()):
-        values[k] = 0.05 * float(torch.randn(1, generator=g))
+    for k in SHAPER_NAMES:
+        if k in values:
+            values[k] = 0.05 * float(torch.randn(1, generator=g))
     values.update({k: float(v) for k, v in (shared or {}).items()})
     if values.get("output_fir", 0.0) > 0.5 and output_fir is None:
         n = torch.arange(240, dtype=torch.float64)

@@ -574,7 +574,8 @@ AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
 #: stages; 3: the push-pull stage), all 0 at the start (the plain shapers)
 SHAPER_KNOTS = 49
 SHAPER_RANGE = 3.0
-SHAPER_NAMES = tuple(f"shape{s}_{j:02d}" for s in (1, 2, 3) for j in range(SHAPER_KNOTS))
+SHAPER_TABLES = tuple(tuple(f"shape{s}_{j:02d}" for j in range(SHAPER_KNOTS)) for s in (1, 2, 3))
+SHAPER_NAMES = tuple(n for table in SHAPER_TABLES for n in table)
 
 
 class AmpTopology(Topology):
@@ -807,7 +808,7 @@ class AmpTopology(Topology):
         before it existed)."""
         if not _on(c, "shaper_tables"):
             return 0.0
-        v = torch.stack([c[f"shape{stage}_{j:02d}"] for j in range(SHAPER_KNOTS)])
+        v = torch.stack([c[n] for n in SHAPER_TABLES[stage - 1]])
         rest = table_shaper(torch.zeros_like(x[..., :1]) + (0.0 if at is None else at), v, SHAPER_RANGE)
         return table_shaper(x + (0.0 if at is None else at), v, SHAPER_RANGE) - rest
 

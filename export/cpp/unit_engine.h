@@ -1362,13 +1362,9 @@ public:
         pre_.set(dsp::dbToGain(c[PRE_GAIN]), snap_);
         bias1_ = c[TUBE1_BIAS];
         bias2_ = c[TUBE2_BIAS];
-        f1_ = dsp::softClip2(bias1_, 1.0, 1.0);
-        f2_ = dsp::softClip2(bias2_, 1.0, 1.0);
-        if (tablesOn_) {
-            f1_ += corr(0, bias1_);
-            f2_ += corr(1, bias2_);
-            rest3_ = corr(2, 0.0);
-        }
+        f1_ = tube(0, bias1_);
+        f2_ = tube(1, bias2_);
+        if (tablesOn_) rest3_ = corr(2, 0.0);
         dsp::onepole(hp1_, true, rs, c[INTER1_HP]);
         dsp::onepole(lp1_, false, rs, c[INTER1_LP]);
         stage2_.set(dsp::dbToGain(c[STAGE2_GAIN]), snap_);
@@ -1477,7 +1473,7 @@ private:
         splitBands<&AmpBlock::split_>(v, band);
         double y = 0;
         for (int k = 0; k < kBands; ++k)
-            y += (shaper1(bandGain_[k] * band[k] + bias1_) - f1_) * bandInv_[k];
+            y += (tube(0, bandGain_[k] * band[k] + bias1_) - f1_) * bandInv_[k];
         return y;
     }
 
@@ -1556,11 +1552,10 @@ private:
 
     /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
-        v = bandSplit_ ? splitStage1(v) : shaper1(v + bias1_) - f1_;
+        v = bandSplit_ ? splitStage1(v) : tube(0, v + bias1_) - f1_;
         v = lp1_.tick1(hp1_.tick1(v));
         if (between_) v = tone(v);  // Fender arrangement: V1A -> stack -> V1B
-        v = gStage2 * v + bias2_;
-        v = dsp::softClip2(v, 1.0, 1.0) + (tablesOn_ ? corr(1, v) : 0.0) - f2_;
+        v = tube(1, gStage2 * v + bias2_) - f2_;
         v = lp2_.tick1(hp2_.tick1(v));
         if (!between_) v = tone(v);
         v = gPost * v;
@@ -1585,9 +1580,10 @@ private:
     inline double corr(int stage, double x) const {
         return dsp::tableShaper<kKnots>(table_[stage], x, kTableRange);
     }
-    /// tube stage 1's curve at x = input + bias (before its rest value is taken off)
-    inline double shaper1(double x) const {
-        return dsp::softClip2(x, 1.0, 1.0) + (tablesOn_ ? corr(0, x) : 0.0);
+    /// tube stage ``stage`` (0, 1)'s curve at x = input + bias, before its rest value is
+    /// taken off: the soft clip, plus its table with shaper_tables
+    inline double tube(int stage, double x) const {
+        return dsp::softClip2(x, 1.0, 1.0) + (tablesOn_ ? corr(stage, x) : 0.0);
     }
     static constexpr double kSagKnee2 = 0.05 * 0.05 + 1e-24;  // dsp.dynamics.sag_gain knee
     /// smooth max(u, 0): 0.5 (u + sqrt(u^2 + k^2))
