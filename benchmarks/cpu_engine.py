@@ -50,7 +50,8 @@ FLAGS = ["-O3", "-march=x86-64-v2", "-std=c++17", "-DNDEBUG"]
 TARGETS = {"drive": 400, "amp": 1400}
 
 
-def _unit1_models(drive_section: bool = False, output_fir: bool = True) -> tuple[dict, object]:
+def _unit1_models(drive_section: bool = False, output_fir: bool = True,
+                  band_chain: bool = False) -> tuple[dict, object]:
     """Synthetic twins (random knob maps) of the UNIT 1 template rig's pedal and amp:
     the rig's knobs, topologies and 2x oversampling; fitted values do not change the cost
     except through the soft clip's knee."""
@@ -66,20 +67,22 @@ def _unit1_models(drive_section: bool = False, output_fir: bool = True) -> tuple
         # the worst case a fit can choose: every optional section on (output low-pass,
         # all-pass, band split, the blend tone, the shaper tables, and the tone stack between the stages,
         # which costs the same); the drive section, which a fit has only when asked,
-        # with drive_section
+        # with drive_section; the band chain (the chain once per band, five bands) with
+        # band_chain
         on = {k: 1.0 for k in TOPOLOGIES[b.topology].switches()}
         if b.topology == "amp":
             on["tonestack_position"] = 1.0
             on["blend_tone"] = 1.0
             on["shaper_tables"] = 1.0
             on["drive_section"] = float(drive_section)
+            on["band_chain"] = float(band_chain)
             on["output_fir"] = float(output_fir)  # 240 taps at 48 kHz (synthetic_block)
         out[b.topology] = (b.id, export.synthetic_block(b.topology, knobs, seed=i + 1, shared=on))
     return out, rig
 
 
 def _model_path(kind: str, given: str | None, tmp: Path, drive_section: bool = False,
-                output_fir: bool = True) -> tuple[Path, str]:
+                output_fir: bool = True, band_chain: bool = False) -> tuple[Path, str]:
     from dsp.twin import FittedBlock
 
     if given:
@@ -89,11 +92,13 @@ def _model_path(kind: str, given: str | None, tmp: Path, drive_section: bool = F
             return p, str(p)
         models, rig, label = {p.stem.split(".")[0]: FittedBlock.from_dict(d)}, None, str(p)
     else:
-        unit1, rig = _unit1_models(drive_section, output_fir)
+        unit1, rig = _unit1_models(drive_section, output_fir, band_chain)
         name, block = unit1[kind]
         models, label = {name: block}, f"UNIT 1 template {name}, synthetic map"
         if kind == "amp" and drive_section:
             label += ", drive section on"
+        if kind == "amp" and band_chain:
+            label += ", band chain on (five chains)"
         if kind == "amp":
             label += ", output FIR on (240 taps)" if output_fir else ", output FIR off"
     out = tmp / f"{kind}.model.json"
@@ -127,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--amp", help="fitted amp: *.twin.json or model.json")
     ap.add_argument("--drive-section", action="store_true",
                     help="the synthetic amp with its drive section on (FitConfig.variants)")
+    ap.add_argument("--band-chain", action="store_true",
+                    help="the synthetic amp with its band chain on: the chain once per band (FitConfig.variants)")
     ap.add_argument("--no-output-fir", action="store_true",
                     help="the synthetic amp without its output FIR (a fit keeps it only where it helps)")
     ap.add_argument("--seconds", type=float, default=2.0, help="audio for the callgrind count")
@@ -145,7 +152,7 @@ def main(argv=None) -> int:
         for kind in ("drive", "amp"):
             try:
                 model, label = _model_path(kind, getattr(args, kind), tmp, args.drive_section,
-                                           not args.no_output_fir)
+                                           not args.no_output_fir, args.band_chain)
                 probe = subprocess.run([str(exe), str(model), "--bench", "0", "48000"], capture_output=True,
                                        text=True, check=False)
                 if probe.returncode != 0:

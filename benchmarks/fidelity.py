@@ -158,7 +158,8 @@ def train_child(args) -> int:
                                on_progress=progress, should_stop=should_stop,
                                config=FitConfig(variants=parse_variants(args.variant),
                                                 output_fir=not args.no_output_fir,
-                                                output_fir_every=args.output_fir_every))
+                                                output_fir_every=args.output_fir_every,
+                                                **({"oversample": args.oversample} if args.oversample else {})))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -184,7 +185,7 @@ def parse_variants(pairs: list[str] | None) -> dict | None:
 
 def train(project, block_id: str, minutes: float | None, seed: int, every: float,
           variants: list[str] | None = None, no_output_fir: bool = False,
-          output_fir_every: int = FIR_EVERY) -> dict:
+          output_fir_every: int = FIR_EVERY, oversample: int | None = None) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -197,6 +198,8 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
         if no_output_fir:
             cmd.append("--no-output-fir")
         cmd += ["--output-fir-every", str(output_fir_every)]
+        if oversample:
+            cmd += ["--oversample", str(oversample)]
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env)
@@ -364,7 +367,7 @@ def run_block(key: str, args) -> dict:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
         tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant, args.no_output_fir,
-                   args.output_fir_every)
+                   args.output_fir_every, args.oversample)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -480,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-fir-every", type=int, default=FIR_EVERY, metavar="STEPS",
                    help=f"joint-fit steps between re-solves of the output FIR (FitConfig.output_fir_every, "
                         f"default {FIR_EVERY}; 0: only at the joint fit's start and end)")
+    p.add_argument("--oversample", type=int, choices=(1, 2, 4), default=None,
+                   help="the twin's oversampling (FitConfig.oversample; default 2): 1 runs the "
+                        "shapers at the base rate, as Guitarix's tube tables do")
     p.add_argument("--score-only", action="store_true",
                    help="do not train: score the model saved by the last run in WORK (for development)")
     # internal: the training child process

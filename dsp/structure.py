@@ -40,6 +40,10 @@ STRUCTURE: dict[str, tuple[StructureOption, ...]] = {
         StructureOption("shaper_tables", (0.0,),
                         "learnable tables that correct the three shapers' curves; left out, "
                         "the plain smooth curves"),
+        StructureOption("band_chain", (0.0,),
+                        "the whole preamp and power amp run once per band: the signal split "
+                        "into five bands, each through its own copy of the chain, summed "
+                        "(Guitarix's multiband amps)"),
     ),
     "eq_match": (),
 }

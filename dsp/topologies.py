@@ -225,6 +225,10 @@ class Topology(nn.Module):
     #: the variants that only reorder linear filters, so the small-signal response is the
     #: same at every value (the fitter's small-signal init runs once for them)
     SMALL_SIGNAL_INVARIANT: tuple[str, ...] = ()
+    #: costly variants the fitter's init stage runs without (its searches, the knob
+    #: inference and the sweeps' line searches see the plain structure) and sets, to
+    #: their configured value, when the init is done (:meth:`dsp.fit.Fitter._stage_init`)
+    INIT_WITHOUT: tuple[str, ...] = ()
     #: the topology ends in an optional output all-pass (two 2nd-order sections, controls
     #: ``ap1_hz ap1_q ap2_hz ap2_q``), on when the shared value ``allpass`` is 1. It
     #: changes the phase only: a device that is not minimum-phase (Guitarix's amps carry
@@ -565,6 +569,12 @@ AMP_CROSSOVERS_HZ = (300.0, 1200.0, 3200.0)
 #: the drive section's wet path is band-limited (``drive_section_v2``): high-pass, low-pass
 #: start (Hz), the MetalHead's 120 Hz and 6.5 kHz
 AMP_DRIVE_BAND_LIMITS_HZ = (120.0, 6500.0)
+#: the amp's optional band chain (shared ``band_chain``): five bands, each through its
+#: own copy of the nonlinear chain; the crossovers' starting points (learnable, shared)
+#: are the filter bank of Guitarix's multiband amps (``fi.filterbank(3, (86, 210, 1200,
+#: 6531))`` in front of five copies of the amp: its Studio Preamp, Big Chump, ...)
+CHAIN_BANDS = 5
+CHAIN_CROSSOVERS_HZ = (86.0, 210.0, 1200.0, 6531.0)
 #: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
 AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
                           c1_farad=470e-12, c2_farad=22e-9, c3_farad=22e-9)
@@ -600,6 +610,11 @@ class AmpTopology(Topology):
           ``output_dc``] -> * level_db
           [-> LP2(out_lp1) LP2(out_lp2) with ``output_lp``] [-> all-pass x2 with ``allpass``]
           [-> all-pass x2 (ap3, ap4) with ``allpass2``] [-> FIR (output_fir_taps) with ``output_fir``]
+
+    With the shared ``band_chain`` (off unless set) the part from the first tube stage
+    to the push-pull stage runs once per band: ``u`` after the pre-gain is split into
+    five bands and ``y = sum_k chain(band_k(u))`` goes on to the presence shelf
+    (:meth:`_band_chain`).
 
     Tube stages: ``tube_stage(x, bias, 1, 1)``; power stage ``push_pull(x, pa_bias,
     pa_crossover, pa_level, pa_imbalance)`` (dsp.shapers): ``pa_bias`` (Bias) is the
@@ -735,6 +750,13 @@ class AmpTopology(Topology):
     #:   0-2 against 0.066 / 0.147, 0.066 / 0.165, 0.082 / 0.130 without; Studio Preamp
     #:   0.299 / 0.645 (4 min) against 0.279-0.293 / 0.706-0.919 (benchmarks/README.md,
     #:   "session 17"), so a new fit keeps the plain curves and their plugin's CPU.
+    #: - ``band_chain`` (:meth:`_band_chain`), off unless set: the whole chain once per
+    #:   band, five bands from Guitarix's filter bank (86, 210, 1200, 6531 Hz; learnable),
+    #:   as Guitarix's multiband amps are built (its Studio Preamp: ``fi.filterbank``
+    #:   into five copies of one amp, summed). Two tones far apart then intermodulate far
+    #:   less than two close together, which ``benchmarks/structure_probe.py`` measured
+    #:   on the Studio Preamp (-23.7 against -14.0 dB) and no single chain does. It costs
+    #:   five chains in training and in the plugin (benchmarks/README.md, "session 18").
     VARIANTS = {o.name: o.tried for o in STRUCTURE["amp"]}
     #: the blend tone, tried at init, is kept only when its init loss is this share below
     #: the best without it: a section more must win clearly (the MetalHead's: 45 % lower;
@@ -743,6 +765,10 @@ class AmpTopology(Topology):
     VARIANT_MARGIN = {"blend_tone": 0.15}
     #: at small signal the tube stages are gains and every filter commutes
     SMALL_SIGNAL_INVARIANT = ("tonestack_position",)
+    #: five chains cost five times one in every search of the init (on the Studio
+    #: Preamp the init did not end within a 10-minute budget, where it takes two with one
+    #: chain); the init decides the rest with one chain, and the fit goes on from there
+    INIT_WITHOUT = ("band_chain",)
 
     def _shared_init(self):
         d = {f"log_{k}": math.log(v) for k, v in AMP_TONESTACK_INIT.items()}
@@ -755,6 +781,7 @@ class AmpTopology(Topology):
         d.update({f"drive_band{k + 1}_slope": 1.0 for k in range(AMP_BANDS)})
         d.update(log_dlp_hz=math.log(AMP_DRIVE_BAND_LIMITS_HZ[1]), log_dhp_hz=math.log(AMP_DRIVE_BAND_LIMITS_HZ[0]))
         d.update({k: 0.0 for k in SHAPER_NAMES})
+        d.update({f"log_cxo{i + 1}_hz": math.log(f) for i, f in enumerate(CHAIN_CROSSOVERS_HZ)})
         return d
 
     #: the blend tone's start when it is set: the Big Muff's tone network (low-pass
@@ -796,6 +823,8 @@ class AmpTopology(Topology):
             out[f"drive_band{k + 1}_db"] = s[f"drive_band{k + 1}_db"].clamp(-24.0, 24.0)
             out[f"drive_band{k + 1}_level_db"] = s[f"drive_band{k + 1}_level_db"].clamp(-40.0, 24.0)
             out[f"drive_band{k + 1}_slope"] = s[f"drive_band{k + 1}_slope"].clamp(0.0, 3.0)
+        for i in range(CHAIN_BANDS - 1):
+            out[f"cxo{i + 1}_hz"] = out[f"cxo{i + 1}_hz"].clamp(20.0, 15000.0)
         out["dlp_hz"] = out["dlp_hz"].clamp(1000.0, 20000.0)
         out["dhp_hz"] = out["dhp_hz"].clamp(10.0, 1000.0)
         out.update({k: s[k] for k in SHAPER_NAMES})
@@ -812,10 +841,36 @@ class AmpTopology(Topology):
         rest = table_shaper(torch.zeros_like(x[..., :1]) + (0.0 if at is None else at), v, SHAPER_RANGE)
         return table_shaper(x + (0.0 if at is None else at), v, SHAPER_RANGE) - rest
 
-    # The signal path in three stages, so that a variant (a band split between the front
-    # and the nonlinear chain, benchmarks/experiments/amp_multiband.py) reuses them.
+    # The signal path in three stages: the front, the nonlinear chain (once, or once per
+    # band with the shared ``band_chain``) and the output sections.
     def _signal(self, x, c, p: _Path):
-        return self._post(self._chain(self._front(x, c, p), c, p), c, p)
+        u = self._front(x, c, p)
+        if not _on(c, "band_chain"):
+            return self._post(self._chain(u, c, p), c, p)
+        return self._post(self._band_chain(u, c, p), c, p)
+
+    def _band_chain(self, u, c, p: _Path):
+        """With the shared ``band_chain``: the front's output is split into
+        ``CHAIN_BANDS`` bands (:func:`split_bands` at ``cxo1_hz``..``cxo4_hz``) and each
+        band runs through its own copy of the whole nonlinear chain (:meth:`_chain`:
+        both tube stages and their filters, the tone stack, sag with its own envelope,
+        Master and the push-pull stage; every control and shaper the same in each), and
+        the chains' outputs are summed::
+
+            y = sum_k chain(band_k(u))
+
+        Small signals pass as through one chain (the split sums to an all-pass); loud
+        ones distort each band on its own, so two tones far apart intermodulate far less
+        than two close together (Guitarix's multiband amps, measured on its Studio
+        Preamp by ``benchmarks/structure_probe.py``). The band split of the first tube
+        stage (``band_split``) is not used inside a band chain."""
+        B = u.shape[0]
+        bands = split_bands(u, p.sr * p.os, [c[f"cxo{i + 1}_hz"].expand(B) for i in range(CHAIN_BANDS - 1)], p)
+        nb = bands.shape[1]
+        controls = set(self.control_names())
+        cb = {k: (v.repeat_interleave(nb, 0) if k in controls else v) for k, v in c.items()}
+        cb["band_split"] = torch.zeros_like(c["band_split"])
+        return self._chain(bands.reshape(B * nb, -1), cb, p).reshape(B, nb, -1).sum(1)
 
     def _front(self, x, c, p: _Path):
         """Input coupling and pre-gain, then up to the oversampled rate; with the shared

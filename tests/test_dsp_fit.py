@@ -1050,6 +1050,46 @@ def test_a_fit_with_the_band_split_set_trains_the_bands():
 
 
 @pytest.mark.slow
+def test_a_fit_with_the_band_chain_set_inits_with_one_chain_then_trains_five(monkeypatch):
+    """``FitConfig.variants`` sets the band chain: the init's searches run with one chain
+    (``AmpTopology.INIT_WITHOUT``: five cost five times as much), the stages after it with
+    the chain per band, which moves the crossovers by gradient and lowers the loss; the
+    twin renders with it (the same twin with it off sounds different)."""
+    from dsp.fit import Fitter
+
+    topo = make_topology("amp", SR, 2)
+    truth = dict(pre_gain_db=30.0, stage2_gain_db=6.0, level_db=-12.0)
+    x = guitar_like(0.4, seed=25)
+    with torch.no_grad():
+        topo.shared["band_chain"].fill_(1.0)
+        y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(truth), exact=True)[0]
+    items = [TrainItem("cap", {}, x, y.numpy().astype(np.float32), SR)]
+    seen = []
+    init_item = Fitter._init_item
+
+    def spy(self, i):
+        seen.append(float(self.topo.shared["band_chain"]))
+        return init_item(self, i)
+
+    monkeypatch.setattr(Fitter, "_init_item", spy)
+    cfg = FitConfig(search_candidates=4, search_excerpt_s=0.1, refine_steps=3, per_capture_steps=30,
+                    curve_steps=5, joint_steps=10, segment_s=0.15, eval_every=10,
+                    variants={"band_chain": 1, "tonestack_position": 0, "blend_tone": 0})
+    events = []
+    block = fit_block("amp", [], items, seed=0, config=cfg, on_progress=events.append)
+    assert seen and set(seen) == {0.0}, seen
+    assert block.report()["structure"]["band_chain"] == 1
+    sr = block.shared_raw
+    assert sr["band_chain"] == 1.0
+    moved = [abs(sr[f"log_cxo{i}_hz"] - np.log(f)) for i, f in enumerate((86.0, 210.0, 1200.0, 6531.0), 1)]
+    assert max(moved) > 1e-3, moved
+    per_capture = [e.loss for e in events if e.stage == "per_capture" and e.loss is not None]
+    assert per_capture and min(per_capture[-5:]) < per_capture[0], per_capture
+    off = FittedBlock.from_dict(dict(block.to_dict(), shared_raw=dict(sr, band_chain=0.0)))
+    assert not np.allclose(off.render({}, x, SR), block.render({}, x, SR), atol=1e-4)
+
+
+@pytest.mark.slow
 def test_an_amp_fit_with_the_shaper_tables_set_learns_them():
     """``FitConfig.variants`` (or the rig's ``structure``) sets the shaper tables: from 0
     the fit moves the knots the signal reaches towards a truth whose first tube stage

@@ -152,7 +152,7 @@ def test_rig_structure_parses_round_trips_and_is_optional():
 @pytest.mark.parametrize("topology,bad,words", [
     ("amp", "structure = { drive = 1 }", "'drive' is not a structural option of the amp topology (its "
                                          "options: tonestack_position, drive_section, band_split, blend_tone, "
-                                         "shaper_tables, each 0 or 1)"),
+                                         "shaper_tables, band_chain, each 0 or 1)"),
     ("amp", "structure = { drive_section = 2 }", "drive_section = 2: write 0 or 1 (1: a four-band clipper"),
     ("amp", "structure = { drive_section = true }", "drive_section = True: write 0 or 1"),
     ("amp", "structure = \"drive_section\"", "structure must be a table of 0/1 values"),

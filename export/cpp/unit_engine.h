@@ -1244,7 +1244,10 @@ private:
 //     [-> LP2 x2 (output_lp)] [-> all-pass x2] [-> all-pass x2 (allpass2)]
 // (shared tonestack_position = 1: the TMB stack sits after inter1, before *stage2;
 // shared drive_section = 1: x -> HP1(in_hp) -> up -> drive section -> *pre -> tube(b1) ...,
-// the drive section being (1 - mix) v + mix sum_k L_k softclip(g_k band_k(v)))
+// the drive section being (1 - mix) v + mix sum_k L_k softclip(g_k band_k(v));
+// shared band_chain = 1: after *pre the signal is split into five bands and everything
+// from tube(b1) to push_pull runs once per band, each with its own filter and sag states,
+// the bands' outputs summed before HS(presence))
 class AmpBlock final : public Block {
 public:
     enum { IN_HP, PRE_GAIN, TUBE1_BIAS, INTER1_HP, INTER1_LP, STAGE2_GAIN, TUBE2_BIAS, INTER2_HP, INTER2_LP,
@@ -1287,16 +1290,19 @@ public:
         // band_split (a model exported before it existed has none: off)
         bandSplit_ = sh.has("band_split") && sh["band_split"].num() > 0.5;
         if (bandSplit_) {
-            sortedCrossovers(sh, "xo", xoHz_);
+            sortedCrossovers(sh, "xo", kBands - 1, xoHz_);
             for (int k = 0; k < kBands; ++k) {
                 bandGain_[k] = dsp::dbToGain(sh["band" + std::to_string(k + 1) + "_drive_db"].num());
                 bandInv_[k] = 1.0 / bandGain_[k];
             }
         }
+        // band_chain (likewise): the chain once per band, at its own crossovers
+        chainOn_ = sh.has("band_chain") && sh["band_chain"].num() > 0.5;
+        if (chainOn_) sortedCrossovers(sh, "cxo", kChainBands - 1, cxoHz_);
         // drive_section (likewise: off in a model exported before it existed)
         driveOn_ = sh.has("drive_section") && sh["drive_section"].num() > 0.5;
         if (driveOn_) {
-            sortedCrossovers(sh, "dxo", dxoHz_);
+            sortedCrossovers(sh, "dxo", kBands - 1, dxoHz_);
             // drive_section_v2 (off in a model exported before it: the first form)
             driveV2_ = sh.has("drive_section_v2") && sh["drive_section_v2"].num() > 0.5;
             for (int k = 0; k < kBands; ++k) {
@@ -1311,13 +1317,15 @@ public:
     }
     /// The crossovers PREFIX1_hz.. highest first, as dsp.topologies.split_bands sorts
     /// them (stable on ties).
-    static void sortedCrossovers(const json::Value& sh, const std::string& prefix, double* out) {
-        double xo[kBands - 1];
-        for (int i = 0; i < kBands - 1; ++i) xo[i] = sh[prefix + std::to_string(i + 1) + "_hz"].num();
-        int order[kBands - 1];
-        for (int i = 0; i < kBands - 1; ++i) order[i] = i;
-        std::stable_sort(order, order + kBands - 1, [&](int a, int b) { return xo[a] > xo[b]; });
-        for (int j = 0; j < kBands - 1; ++j) out[j] = xo[order[j]];
+    static void sortedCrossovers(const json::Value& sh, const std::string& prefix, int n, double* out) {
+        double xo[kMaxCrossovers];
+        int order[kMaxCrossovers];
+        for (int i = 0; i < n; ++i) {
+            xo[i] = sh[prefix + std::to_string(i + 1) + "_hz"].num();
+            order[i] = i;
+        }
+        std::stable_sort(order, order + n, [&](int a, int b) { return xo[a] > xo[b]; });
+        for (int j = 0; j < n; ++j) out[j] = xo[order[j]];
     }
 
     /// Pot taper expm1(k p) / expm1(k), k >= 1e-3.
@@ -1352,7 +1360,7 @@ public:
             bd[j] = ad[j] = 0;
             for (int k = 0; k < 4; ++k) { bd[j] += B[k] * M[k][j]; ad[j] += A[k] * M[k][j]; }
         }
-        for (int j = 0; j < 4; ++j) { ts_.b[j] = bd[j] / ad[0]; ts_.a[j] = ad[j] / ad[0]; }
+        for (int j = 0; j < 4; ++j) { chain_[0].ts.b[j] = bd[j] / ad[0]; chain_[0].ts.a[j] = ad[j] / ad[0]; }
     }
 
     void setControls(const double* c) override {
@@ -1365,13 +1373,16 @@ public:
         f1_ = tube(0, bias1_);
         f2_ = tube(1, bias2_);
         if (tablesOn_) rest3_ = corr(2, 0.0);
-        dsp::onepole(hp1_, true, rs, c[INTER1_HP]);
-        dsp::onepole(lp1_, false, rs, c[INTER1_LP]);
+        Chain& ch = chain_[0];  // the designs; the other bands' chains copy them
+        dsp::onepole(ch.hp1, true, rs, c[INTER1_HP]);
+        dsp::onepole(ch.lp1, false, rs, c[INTER1_LP]);
         stage2_.set(dsp::dbToGain(c[STAGE2_GAIN]), snap_);
-        dsp::onepole(hp2_, true, rs, c[INTER2_HP]);
-        dsp::onepole(lp2_, false, rs, c[INTER2_LP]);
+        dsp::onepole(ch.hp2, true, rs, c[INTER2_HP]);
+        dsp::onepole(ch.lp2, false, rs, c[INTER2_LP]);
         designToneStack(rs, taper(c[TREBLE], taperT_), taper(c[MID], taperM_), taper(c[BASS], taperB_));
-        if (blendOn_) dsp::blend(blend_, rs, c[TONE_BLEND], c[BLEND_LP], c[BLEND_HP]);
+        if (blendOn_) dsp::blend(ch.blend, rs, c[TONE_BLEND], c[BLEND_LP], c[BLEND_HP]);
+        if (chainOn_)
+            for (int k = 1; k < kChainBands; ++k) chain_[k].coefficientsFrom(ch);
         post_.set(dsp::dbToGain(c[POST_GAIN]), snap_);
         sagDepth_ = c[SAG_DEPTH];
         sagThr_ = c[SAG_THRESHOLD];
@@ -1397,8 +1408,9 @@ public:
     /// The crossovers are shared values (no knob moves them): designed once per rate.
     void prepare(double sr) override {
         Block::prepare(sr);
-        if (bandSplit_) designSplit(split_, xoHz_, sr * oversample);
-        if (driveOn_) designSplit(dsplit_, dxoHz_, sr * oversample);
+        if (bandSplit_) split_.design(xoHz_, sr * oversample);
+        if (driveOn_) dsplit_.design(dxoHz_, sr * oversample);
+        if (chainOn_) csplit_.design(cxoHz_, sr * oversample);
         if (driveOn_ && driveV2_) {
             for (dsp::Section* s : {&dlpIn_, &dlpOut_}) dsp::onepole(*s, false, sr * oversample, dlpHz_);
             for (dsp::Section* s : {&dhpIn_, &dhpOut_}) dsp::onepole(*s, true, sr * oversample, dhpHz_);
@@ -1406,71 +1418,94 @@ public:
     }
 
     void process(double* x, int n) override {
-        if (driveOn_) run<true>(x, n);
-        else run<false>(x, n);
+        if (driveOn_) chainOn_ ? run<true, true>(x, n) : run<true, false>(x, n);
+        else chainOn_ ? run<false, true>(x, n) : run<false, false>(x, n);
     }
     void reset() override {
         Block::reset();
-        inHp_.reset(); hp1_.reset(); lp1_.reset(); hp2_.reset(); lp2_.reset(); ts_.reset(); blend_.reset();
+        inHp_.reset();
+        for (Chain& ch : chain_) ch.reset();
         presence_.reset(); depth_.reset(); dc_.reset();
-        for (auto& sec : split_) sec.reset();
-        for (auto& sec : dsplit_) sec.reset();
+        split_.reset(); dsplit_.reset(); csplit_.reset();
         dlpIn_.reset(); dhpIn_.reset(); dlpOut_.reset(); dhpOut_.reset();
-        sagE_ = 0;
     }
     void flushDenormals() override {
-        inHp_.flushDenormals(); hp1_.flushDenormals(); lp1_.flushDenormals(); hp2_.flushDenormals();
-        lp2_.flushDenormals(); ts_.flushDenormals(); blend_.flushDenormals(); presence_.flushDenormals();
+        inHp_.flushDenormals(); presence_.flushDenormals();
+        for (Chain& ch : chain_) ch.flushDenormals();
         depth_.flushDenormals(); dc_.flushDenormals(); ap1_.flushDenormals(); ap2_.flushDenormals(); ap3_.flushDenormals();
         ap4_.flushDenormals(); olp1_.flushDenormals(); olp2_.flushDenormals();
         dlpIn_.flushDenormals(); dhpIn_.flushDenormals(); dlpOut_.flushDenormals(); dhpOut_.flushDenormals();
-        for (auto& sec : split_) sec.flushDenormals();
-        for (auto& sec : dsplit_) sec.flushDenormals();
-        if (sagE_ < 1e-30) sagE_ = 0;
+        split_.flushDenormals(); dsplit_.flushDenormals(); csplit_.flushDenormals();
     }
 
 private:
     static constexpr int kBands = 4;  // dsp.topologies.AMP_BANDS
-    // the crossover tree's sections: per crossover j (highest first) HP one-pole, HP
-    // biquad, LP one-pole, LP biquad; then the bands' all-passes (band 0: crossovers 1
-    // and 2; band 1: crossover 2)
-    enum { kHp1 = 0, kHp2 = 1, kLp1 = 2, kLp2 = 3, kPerXo = 4, kAp = kPerXo * (kBands - 1) };
-    static constexpr int kSplitSections = kAp + (kBands - 1) * (kBands - 2) / 2;
-    static void designSplit(dsp::Section* split, const double* xoHz, double rs) {
-        using K = dsp::BiquadKind;
-        for (int j = 0; j < kBands - 1; ++j) {
-            dsp::Section* x = &split[kPerXo * j];
-            dsp::onepole(x[kHp1], true, rs, xoHz[j]);
-            dsp::biquad(x[kHp2], K::Highpass, rs, xoHz[j], 1.0, 0.0);
-            dsp::onepole(x[kLp1], false, rs, xoHz[j]);
-            dsp::biquad(x[kLp2], K::Lowpass, rs, xoHz[j], 1.0, 0.0);
+    static constexpr int kChainBands = 5;  // dsp.topologies.CHAIN_BANDS
+    static constexpr int kMaxCrossovers = kChainBands - 1;
+    /// dsp.topologies.split_bands as a recursion: v -> band[0..NB) (top band first), at
+    /// NB - 1 crossovers sorted highest first. Per crossover j: HP one-pole, HP biquad
+    /// (Q 1), LP one-pole, LP biquad (Q 1); then each band's all-passes (Q 1) at the
+    /// crossovers below it. The crossovers are shared values: designed once per rate.
+    template <int NB>
+    struct Split {
+        enum { kHp1 = 0, kHp2 = 1, kLp1 = 2, kLp2 = 3, kPerXo = 4, kAp = kPerXo * (NB - 1) };
+        static constexpr int kSections = kAp + (NB - 1) * (NB - 2) / 2;
+        dsp::Section s[kSections];
+        void design(const double* xoHz, double rs) {
+            using K = dsp::BiquadKind;
+            for (int j = 0; j < NB - 1; ++j) {
+                dsp::Section* x = &s[kPerXo * j];
+                dsp::onepole(x[kHp1], true, rs, xoHz[j]);
+                dsp::biquad(x[kHp2], K::Highpass, rs, xoHz[j], 1.0, 0.0);
+                dsp::onepole(x[kLp1], false, rs, xoHz[j]);
+                dsp::biquad(x[kLp2], K::Lowpass, rs, xoHz[j], 1.0, 0.0);
+            }
+            int a = kAp;
+            for (int j = 0; j < NB - 1; ++j)
+                for (int m = j + 1; m < NB - 1; ++m) dsp::biquad(s[a++], K::Allpass, rs, xoHz[m], 1.0, 0.0);
         }
-        int a = kAp;
-        for (int j = 0; j < kBands - 1; ++j)
-            for (int m = j + 1; m < kBands - 1; ++m) dsp::biquad(split[a++], K::Allpass, rs, xoHz[m], 1.0, 0.0);
-    }
-    /// dsp.topologies.split_bands, one sample: v -> band[0..kBands) (top band first), on
-    /// the crossover tree S (a compile-time member: measured about 55 instructions per sample
-    /// fewer on the band-split amp than the same loop given the array as a pointer).
-    template <dsp::Section (AmpBlock::*S)[kSplitSections]>
-    inline void splitBands(double v, double* band) {
-        dsp::Section* split = this->*S;
-        double rest = v;
-        for (int j = 0; j < kBands - 1; ++j) {
-            dsp::Section* x = &split[kPerXo * j];
-            band[j] = x[kHp2].tick(x[kHp1].tick1(rest));
-            rest = x[kLp2].tick(x[kLp1].tick1(rest));
+        inline void tick(double v, double* band) {
+            double rest = v;
+            for (int j = 0; j < NB - 1; ++j) {
+                dsp::Section* x = &s[kPerXo * j];
+                band[j] = x[kHp2].tick(x[kHp1].tick1(rest));
+                rest = x[kLp2].tick(x[kLp1].tick1(rest));
+            }
+            band[NB - 1] = rest;
+            int a = kAp;
+            for (int j = 0; j < NB - 1; ++j)
+                for (int m = j + 1; m < NB - 1; ++m) band[j] = s[a++].tickAllpass(band[j]);
         }
-        band[kBands - 1] = rest;
-        int a = kAp;
-        for (int j = 0; j < kBands - 1; ++j)
-            for (int m = j + 1; m < kBands - 1; ++m) band[j] = split[a++].tickAllpass(band[j]);
-    }
+        void reset() { for (auto& x : s) x.reset(); }
+        void flushDenormals() { for (auto& x : s) x.flushDenormals(); }
+    };
+    /// The nonlinear chain's states (interstage filters, tone section, sag envelope):
+    /// one chain, or one per band with band_chain. chain_[0] holds the designs and the
+    /// other bands take its coefficients, keeping their own states.
+    struct Chain {
+        dsp::Section hp1, lp1, hp2, lp2, blend;
+        dsp::Section3 ts;
+        double sagE = 0;
+        void coefficientsFrom(const Chain& o) {
+            for (auto [d, s] : {std::pair{&hp1, &o.hp1}, std::pair{&lp1, &o.lp1}, std::pair{&hp2, &o.hp2},
+                                std::pair{&lp2, &o.lp2}, std::pair{&blend, &o.blend}}) {
+                d->b0 = s->b0; d->b1 = s->b1; d->b2 = s->b2; d->a1 = s->a1; d->a2 = s->a2;
+            }
+            std::copy(std::begin(o.ts.b), std::end(o.ts.b), std::begin(ts.b));
+            std::copy(std::begin(o.ts.a), std::end(o.ts.a), std::begin(ts.a));
+        }
+        void reset() { hp1.reset(); lp1.reset(); hp2.reset(); lp2.reset(); blend.reset(); ts.reset(); sagE = 0; }
+        void flushDenormals() {
+            hp1.flushDenormals(); lp1.flushDenormals(); hp2.flushDenormals(); lp2.flushDenormals();
+            blend.flushDenormals(); ts.flushDenormals();
+            if (sagE < 1e-30) sagE = 0;
+        }
+    };
     /// The first tube stage with the band split (dsp.topologies.AmpTopology._tube1):
     /// sum over bands k of (tube(g_k b_k + bias) - tube(bias)) / g_k.
     inline double splitStage1(double v) {
         double band[kBands];
-        splitBands<&AmpBlock::split_>(v, band);
+        split_.tick(v, band);
         double y = 0;
         for (int k = 0; k < kBands; ++k)
             y += (tube(0, bandGain_[k] * band[k] + bias1_) - f1_) * bandInv_[k];
@@ -1485,7 +1520,7 @@ private:
         double band[kBands];
         double w = 0;
         if (driveV2_) {
-            splitBands<&AmpBlock::dsplit_>(dhpIn_.tick1(dlpIn_.tick1(v)), band);
+            dsplit_.tick(dhpIn_.tick1(dlpIn_.tick1(v)), band);
             for (int k = 0; k < kBands; ++k) {
                 const double z = std::clamp(g[k] * band[k], -1.0, 1.0);
                 w += driveLevel_[k] * (z - z * z * z / 3.0);
@@ -1493,15 +1528,15 @@ private:
             w = dhpOut_.tick1(dlpOut_.tick1(w));
             return std::min(1.0, 2.0 * (1.0 - mix)) * v + std::min(1.0, 2.0 * mix) * w;
         }
-        splitBands<&AmpBlock::dsplit_>(v, band);
+        dsplit_.tick(v, band);
         for (int k = 0; k < kBands; ++k) w += driveLevel_[k] * dsp::softClip2(g[k] * band[k], 1.0, 1.0);
         return (1.0 - mix) * v + mix * w;
     }
-    /// process(), with or without the drive section (a compile-time choice: the plain
-    /// amp's loops carry no test for it). The drive section runs at the high rate on the
+    /// process(), with or without the drive section and the band chain (compile-time
+    /// choices: the plain amp's loops carry no test for them). The drive section runs at the high rate on the
     /// input's level, so the pre-gain follows it there (x -> HP1 -> up -> drive -> *pre
     /// -> tube 1 ...); without it the pre-gain is applied before the upsampler.
-    template <bool Drive>
+    template <bool Drive, bool Chained>
     void run(double* x, int n) {
         const int L = oversample;
         double g[kBands];
@@ -1515,7 +1550,7 @@ private:
                 } else {
                     u *= inHp_.tick1(x[i]);
                 }
-                x[i] = highRate(u, stage2_.next(), post_.next(), master_.next(), level_.next());
+                x[i] = highRate<Chained>(u, stage2_.next(), post_.next(), master_.next(), level_.next());
             }
             outputSections(x, n);
             return;
@@ -1541,7 +1576,7 @@ private:
             for (int q = 0; q < L; ++q) {
                 double v = w[q][i];
                 if constexpr (Drive) v = gPre * drive(v, mix, g);
-                w[q][i] = (float)highRate(v, gStage2, gPost, gMaster, gLevel);
+                w[q][i] = (float)highRate<Chained>(v, gStage2, gPost, gMaster, gLevel);
             }
         }
         float y[kChunk + 4];
@@ -1551,27 +1586,42 @@ private:
     }
 
     /// One high-rate sample through the tubes, tone stack, sag, power amp and output.
+    /// (Chained: band_chain, a compile-time choice like the drive section's.)
+    template <bool Chained>
     inline double highRate(double v, double gStage2, double gPost, double gMaster, double gLevel) {
-        v = bandSplit_ ? splitStage1(v) : tube(0, v + bias1_) - f1_;
-        v = lp1_.tick1(hp1_.tick1(v));
-        if (between_) v = tone(v);  // Fender arrangement: V1A -> stack -> V1B
-        v = tube(1, gStage2 * v + bias2_) - f2_;
-        v = lp2_.tick1(hp2_.tick1(v));
-        if (!between_) v = tone(v);
-        v = gPost * v;
-        // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
-        sagE_ = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * sagE_;
-        const double env = std::sqrt(std::max(sagE_, 0.0) + 1e-12);
-        const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
-        v *= g * gMaster;
-        v = tablesOn_ ? pushPull(v) + (corr(2, v) - rest3_) : pushPull(v);
+        if constexpr (Chained) {  // band_chain: the chain once per band, summed
+            double band[kChainBands];
+            csplit_.tick(v, band);
+            v = 0;
+            for (int k = 0; k < kChainBands; ++k) v += chain<true>(chain_[k], band[k], gStage2, gPost, gMaster);
+        } else {
+            v = chain<false>(chain_[0], v, gStage2, gPost, gMaster);
+        }
         v = depth_.tick(presence_.tick(v));
         return gLevel * (outputDc_ ? v : dc_.tick1(v));
     }
+    /// dsp.topologies.AmpTopology._chain, one high-rate sample on the states ``ch``.
+    /// (Chained: the first stage's band split is not used inside a band chain.)
+    template <bool Chained>
+    inline double chain(Chain& ch, double v, double gStage2, double gPost, double gMaster) {
+        v = (!Chained && bandSplit_) ? splitStage1(v) : tube(0, v + bias1_) - f1_;
+        v = ch.lp1.tick1(ch.hp1.tick1(v));
+        if (between_) v = tone(ch, v);  // Fender arrangement: V1A -> stack -> V1B
+        v = tube(1, gStage2 * v + bias2_) - f2_;
+        v = ch.lp2.tick1(ch.hp2.tick1(v));
+        if (!between_) v = tone(ch, v);
+        v = gPost * v;
+        // sag: e = (1 - a) v^2 + a e; env = sqrt(max(e, 0) + 1e-12)
+        ch.sagE = (1.0 - sagAlpha_) * (v * v) + sagAlpha_ * ch.sagE;
+        const double env = std::sqrt(std::max(ch.sagE, 0.0) + 1e-12);
+        const double g = 1.0 / (1.0 + sagDepth_ * (on(env - sagThr_, kSagKnee2) - sagOn0_));
+        v *= g * gMaster;
+        return tablesOn_ ? pushPull(v) + (corr(2, v) - rest3_) : pushPull(v);
+    }
     /// The tone section: the TMB stack [, then the blend tone].
-    inline double tone(double v) {
-        v = ts_.tick(v);
-        return blendOn_ ? blend_.tick(v) : v;
+    inline double tone(Chain& ch, double v) {
+        v = ch.ts.tick(v);
+        return blendOn_ ? ch.blend.tick(v) : v;
     }
     /// the shaper tables (dsp.topologies.SHAPER_KNOTS, SHAPER_RANGE): stage 0, 1 the tube
     /// stages, 2 the push-pull stage
@@ -1599,11 +1649,11 @@ private:
         return 0.5 * ((p - q) + paImb_ * ((p - paRest_) + (q - paRest_)));
     }
 
-    dsp::Section inHp_, hp1_, lp1_, hp2_, lp2_, presence_, depth_, dc_, blend_;
-    dsp::Section3 ts_;
+    dsp::Section inHp_, presence_, depth_, dc_;
+    Chain chain_[kChainBands];
     dsp::Ramp pre_, stage2_, post_, master_, level_;
     double bias1_ = 0, bias2_ = 0, f1_ = 0, f2_ = 0;
-    double sagDepth_ = 0, sagThr_ = 0, sagAlpha_ = 0, sagOn0_ = 0, sagE_ = 0;
+    double sagDepth_ = 0, sagThr_ = 0, sagAlpha_ = 0, sagOn0_ = 0;
     double paBias_ = 0, paCross2_ = 0, paInv2Level_ = 0.5, paImb_ = 0, paRest_ = 0;
     double r1_ = 220e3, r2_ = 1e6, r3_ = 22e3, r4_ = 33e3, c1_ = 470e-12, c2_ = 22e-9, c3_ = 22e-9;
     double taperT_ = 0.5, taperM_ = 0.5, taperB_ = 3.4;
@@ -1614,14 +1664,17 @@ private:
     double table_[3][kKnots] = {}, rest3_ = 0;
     bool bandSplit_ = false;  // shared band_split: the first tube stage runs per band
     double xoHz_[kBands - 1] = {}, bandGain_[kBands] = {1, 1, 1, 1}, bandInv_[kBands] = {1, 1, 1, 1};
-    dsp::Section split_[kSplitSections];
+    Split<kBands> split_;
     bool driveOn_ = false;  // shared drive_section: the drive section runs before *pre
     double dxoHz_[kBands - 1] = {}, driveBandDb_[kBands] = {}, driveLevel_[kBands] = {1, 1, 1, 1};
     bool driveV2_ = false;  // shared drive_section_v2: the drive section's second form
     double driveSlope_[kBands] = {1, 1, 1, 1}, dlpHz_ = 6500.0, dhpHz_ = 120.0;
     dsp::Section dlpIn_, dhpIn_, dlpOut_, dhpOut_;
     dsp::Ramp driveMix_, driveGain_[kBands];
-    dsp::Section dsplit_[kSplitSections];
+    Split<kBands> dsplit_;
+    bool chainOn_ = false;  // shared band_chain: the chain runs once per band
+    double cxoHz_[kChainBands - 1] = {};
+    Split<kChainBands> csplit_;
 };
 
 inline std::unique_ptr<Block> makeBlock(const std::string& topology);
