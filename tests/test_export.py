@@ -112,6 +112,19 @@ def settings_for(doc: dict, n_random: int, seed: int) -> list[dict]:
     return out
 
 
+def check_old_model_parity(render_bin, tmp_path: Path, models: dict, switch: str, settings) -> None:
+    """A model.json written before the shared ``switch`` existed (the key absent) renders
+    as the twin with it off (``models`` have it at 0), at 48 kHz."""
+    doc = export.model_document(models, None)
+    old = json.loads(export.dumps_model(doc))
+    for b in old["blocks"]:
+        del b["shared"][switch]
+    (tmp_path / "old").mkdir()
+    old_model = tmp_path / "old" / "model.json"
+    old_model.write_text(json.dumps(old))
+    check_parity(render_bin, old_model, doc, models, 48000, settings)
+
+
 def check_parity(render_bin, model, doc, models, sample_rate, settings, extra=()):
     x = parity_signal(sample_rate)
     tail = 2 * export.engine_latency_samples(doc)
@@ -280,14 +293,7 @@ def test_amp_parity_with_the_shaper_tables(render_bin, tmp_path):
         plain = {"01_Amp": random_block("amp", amp_knobs(), seed=41, shared=off)}
         assert esr_against(doc, models, plain) > 1e-3
     # an old model: no switch in its shared values; the engine keeps the plain shapers
-    plain_doc = export.model_document(plain, None)
-    old = json.loads(export.dumps_model(plain_doc))
-    for b in old["blocks"]:
-        del b["shared"]["shaper_tables"]
-    (tmp_path / "old").mkdir()
-    old_model = tmp_path / "old" / "model.json"
-    old_model.write_text(json.dumps(old))
-    check_parity(render_bin, old_model, plain_doc, plain, 48000, settings[:1])
+    check_old_model_parity(render_bin, tmp_path, plain, "shaper_tables", settings[:1])
 
 
 def test_amp_parity_with_the_band_chain(render_bin, tmp_path):
@@ -322,14 +328,7 @@ def test_amp_parity_with_the_band_chain(render_bin, tmp_path):
         plain = {"01_Amp": random_block("amp", amp_knobs(), seed=51, shared=dict(shared, band_chain=0.0))}
         assert esr_against(doc, models, plain) > 1e-3
     # an old model: no switch in its shared values; the engine runs one chain
-    plain_doc = export.model_document(plain, None)
-    old = json.loads(export.dumps_model(plain_doc))
-    for b in old["blocks"]:
-        del b["shared"]["band_chain"]
-    (tmp_path / "old").mkdir()
-    old_model = tmp_path / "old" / "model.json"
-    old_model.write_text(json.dumps(old))
-    check_parity(render_bin, old_model, plain_doc, plain, 48000, settings[:1])
+    check_old_model_parity(render_bin, tmp_path, plain, "band_chain", settings[:1])
 
 
 @pytest.mark.parametrize("v2", [1.0, 0.0])
