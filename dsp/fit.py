@@ -1099,11 +1099,6 @@ class Fitter:
         topo.oversample = c.search_oversample
         sweeps = self._sweep_items()
         total = 1 + len(sweeps)
-        # the costly variants the init runs without (Topology.INIT_WITHOUT), set after it
-        later = {k: self.variants.get(k, topo.VARIANTS[k][0]) for k in topo.INIT_WITHOUT}
-        with torch.no_grad():
-            for k in later:
-                topo.shared[k].fill_(0.0)
         try:
             if self.step == 0:
                 self._output_dc_init()
@@ -1130,9 +1125,6 @@ class Fitter:
                 self._tick()
         finally:
             topo.oversample = saved_os
-            with torch.no_grad():
-                for k, v in later.items():
-                    topo.shared[k].fill_(v)
         if sweeps:  # curves through the searched values (regression, no audio)
             idx = [i for i, _ in sweeps]
             m = torch.zeros(len(idx), self.C)
@@ -1342,8 +1334,6 @@ class Fitter:
         variants = dict(self.topo.VARIANTS)
         for k, v in self.variants.items():
             variants[k] = (v,)
-        for k in self.topo.INIT_WITHOUT:  # set after the init (_stage_init)
-            variants.pop(k, None)
         names = list(variants)
         if not names:
             return self._init_item(i)

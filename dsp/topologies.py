@@ -225,10 +225,6 @@ class Topology(nn.Module):
     #: the variants that only reorder linear filters, so the small-signal response is the
     #: same at every value (the fitter's small-signal init runs once for them)
     SMALL_SIGNAL_INVARIANT: tuple[str, ...] = ()
-    #: costly variants the fitter's init stage runs without (its searches, the knob
-    #: inference and the sweeps' line searches see the plain structure) and sets, to
-    #: their configured value, when the init is done (:meth:`dsp.fit.Fitter._stage_init`)
-    INIT_WITHOUT: tuple[str, ...] = ()
     #: the topology ends in an optional output all-pass (two 2nd-order sections, controls
     #: ``ap1_hz ap1_q ap2_hz ap2_q``), on when the shared value ``allpass`` is 1. It
     #: changes the phase only: a device that is not minimum-phase (Guitarix's amps carry
@@ -765,10 +761,6 @@ class AmpTopology(Topology):
     VARIANT_MARGIN = {"blend_tone": 0.15}
     #: at small signal the tube stages are gains and every filter commutes
     SMALL_SIGNAL_INVARIANT = ("tonestack_position",)
-    #: five chains cost five times one in every search of the init (on the Studio
-    #: Preamp the init did not end within a 10-minute budget, where it takes two with one
-    #: chain); the init decides the rest with one chain, and the fit goes on from there
-    INIT_WITHOUT = ("band_chain",)
 
     def _shared_init(self):
         d = {f"log_{k}": math.log(v) for k, v in AMP_TONESTACK_INIT.items()}
