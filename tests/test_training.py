@@ -138,9 +138,10 @@ structure = { drive_section = 1 }
     rep = json.loads(capsys.readouterr().out)["02_Amp"]
     structure = rep["structure"]
     assert structure["drive_section"] == 1 and structure["band_split"] == 0 and structure["blend_tone"] == 0
-    assert set(structure) == {"tonestack_position", "drive_section", "band_split", "blend_tone", "shaper_tables"}
-    # the shaper tables stay off when the rig does not set them
-    assert structure["shaper_tables"] == 0
+    assert set(structure) == {"tonestack_position", "drive_section", "band_split", "blend_tone", "shaper_tables",
+                              "band_chain"}
+    # the shaper tables and the band chain stay off when the rig does not set them
+    assert structure["shaper_tables"] == 0 and structure["band_chain"] == 0
     # and which output sections the fit decided from the captures, the output FIR among them
     sections = rep["sections"]
     assert set(sections) == {"output_lp", "allpass", "allpass2", "output_dc", "output_fir"}
