@@ -858,7 +858,13 @@ class AmpTopology(Topology):
         stage (``band_split``) is not used inside a band chain."""
         B = u.shape[0]
         bands = split_bands(u, p.sr * p.os, [c[f"cxo{i + 1}_hz"].expand(B) for i in range(CHAIN_BANDS - 1)], p)
-        nb = bands.shape[1]
+        return self._chain_per_band(bands, c, p)
+
+    def _chain_per_band(self, bands, c, p: _Path):
+        """``bands`` (B, nb, T) -> (B, T): :meth:`_chain` on every band (one row of the
+        controls ``c`` per row of ``bands``, repeated for its bands; the first stage's band
+        split not used), the bands' outputs summed."""
+        B, nb = bands.shape[:2]
         controls = set(self.control_names())
         cb = {k: (v.repeat_interleave(nb, 0) if k in controls else v) for k, v in c.items()}
         cb["band_split"] = torch.zeros_like(c["band_split"])

@@ -112,6 +112,22 @@ def settings_for(doc: dict, n_random: int, seed: int) -> list[dict]:
     return out
 
 
+def check_section_parity(render_bin, out: Path, shared: dict, switch: str, seed: int, label: str):
+    """A random amp with the shared values ``shared`` (its section ``switch`` on): the
+    engine matches the twin at 48 and 96 kHz on the reference and two random settings,
+    and the section changes what the amp does (the parity is not the plain amp's, which
+    has ``switch`` at 0). Returns (doc, settings, plain models)."""
+    models = {"01_Amp": random_block("amp", amp_knobs(), seed=seed, shared=shared)}
+    model, doc = write_model(out, models)
+    settings = settings_for(doc, 2, seed=seed + 1)
+    for rate in (48000, 96000):
+        worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
+        print(f"amp, {label}, {rate} Hz: worst ESR {worst:.2e}")
+    plain = {"01_Amp": random_block("amp", amp_knobs(), seed=seed, shared=dict(shared, **{switch: 0.0}))}
+    assert esr_against(doc, models, plain) > 1e-3
+    return doc, settings, plain
+
+
 def check_old_model_parity(render_bin, tmp_path: Path, models: dict, switch: str, settings) -> None:
     """A model.json written before the shared ``switch`` existed (the key absent) renders
     as the twin with it off (``models`` have it at 0), at 48 kHz."""
@@ -248,17 +264,10 @@ def test_amp_parity_with_the_band_split(render_bin, tmp_path):
     shared = {"band_split": 1.0, "log_xo1_hz": math.log(2500.0), "log_xo2_hz": math.log(180.0),
               "log_xo3_hz": math.log(900.0), "band1_drive_db": 12.0, "band2_drive_db": -6.0,
               "band3_drive_db": 0.0, "band4_drive_db": 18.0}
-    models = {"01_Amp": random_block("amp", amp_knobs(), seed=21, shared=shared)}
-    model, doc = write_model(tmp_path, models)
+    # the split changes what the amp does (the parity is not of the plain amp)
+    doc, _, _ = check_section_parity(render_bin, tmp_path, shared, "band_split", 21, "band split")
     sh = doc["blocks"][0]["shared"]
     assert sh["band_split"] == 1.0 and sh["xo2_hz"] == pytest.approx(180.0)
-    settings = settings_for(doc, 2, seed=22)
-    for rate in (48000, 96000):
-        worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
-        print(f"amp, band split, {rate} Hz: worst ESR {worst:.2e}")
-    # the split changes what the amp does (the parity above is not of the plain amp)
-    plain = {"01_Amp": random_block("amp", amp_knobs(), seed=21, shared=dict(shared, band_split=0.0))}
-    assert esr_against(doc, models, plain) > 1e-3
 
 
 def test_amp_parity_with_the_shaper_tables(render_bin, tmp_path):
@@ -278,20 +287,13 @@ def test_amp_parity_with_the_shaper_tables(render_bin, tmp_path):
         tables[f"shape3_{j:02d}"] = 0.1 * math.sin(3 * xj)
     for split in (0.0, 1.0):
         shared = dict(tables, shaper_tables=1.0, band_split=split, band1_drive_db=6.0, band4_drive_db=-6.0)
-        models = {"01_Amp": random_block("amp", amp_knobs(), seed=41, shared=shared)}
         out = tmp_path / f"split{int(split)}"
         out.mkdir()
-        model, doc = write_model(out, models)
+        # the tables change what the amp does (the parity is not of the plain amp)
+        doc, settings, plain = check_section_parity(render_bin, out, shared, "shaper_tables", 41,
+                                                    f"shaper tables, split {split}")
         sh = doc["blocks"][0]["shared"]
         assert sh["shaper_tables"] == 1.0 and sh["shape2_30"] == pytest.approx(tables["shape2_30"])
-        settings = settings_for(doc, 2, seed=42)
-        for rate in (48000, 96000):
-            worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
-            print(f"amp, shaper tables, split {split}, {rate} Hz: worst ESR {worst:.2e}")
-        # the tables change what the amp does (the parity above is not of the plain amp)
-        off = dict(shared, shaper_tables=0.0)
-        plain = {"01_Amp": random_block("amp", amp_knobs(), seed=41, shared=off)}
-        assert esr_against(doc, models, plain) > 1e-3
     # an old model: no switch in its shared values; the engine keeps the plain shapers
     check_old_model_parity(render_bin, tmp_path, plain, "shaper_tables", settings[:1])
 
@@ -314,19 +316,13 @@ def test_amp_parity_with_the_band_chain(render_bin, tmp_path):
     for position in (0.0, 1.0):
         shared = dict(tables, **crossovers, band_chain=1.0, shaper_tables=1.0, band_split=1.0,
                       tonestack_position=position, band1_drive_db=12.0)
-        models = {"01_Amp": random_block("amp", amp_knobs(), seed=51, shared=shared)}
         out = tmp_path / f"position{int(position)}"
         out.mkdir()
-        model, doc = write_model(out, models)
+        # the chain per band changes what the amp does (this is not the plain amp's parity)
+        doc, settings, plain = check_section_parity(render_bin, out, shared, "band_chain", 51,
+                                                    f"band chain, position {position}")
         sh = doc["blocks"][0]["shared"]
         assert sh["band_chain"] == 1.0 and sh["cxo2_hz"] == pytest.approx(90.0)
-        settings = settings_for(doc, 2, seed=52)
-        for rate in (48000, 96000):
-            worst = check_parity(render_bin, model, doc, models, rate, settings[:1] + settings[-2:])
-            print(f"amp, band chain, position {position}, {rate} Hz: worst ESR {worst:.2e}")
-        # the chain per band changes what the amp does (this is not the plain amp's parity)
-        plain = {"01_Amp": random_block("amp", amp_knobs(), seed=51, shared=dict(shared, band_chain=0.0))}
-        assert esr_against(doc, models, plain) > 1e-3
     # an old model: no switch in its shared values; the engine runs one chain
     check_old_model_parity(render_bin, tmp_path, plain, "band_chain", settings[:1])
 

@@ -21,8 +21,10 @@ learnable push-pull imbalance, the output high-pass behind the shared ``output_d
 the fitter decides from the captures), so this experiment no longer has its own.
 With no crossovers the split is the identity: the product's amp. (The product amp has
 its own, cheaper band split, in front of its first tube stage only: the shared
-``band_split``. This experiment runs the whole chain per band, as Guitarix's Studio
-Preamp does; with it, the product's split is held off.)
+``band_split``, and since session 18 the whole chain per band as an option, the shared
+``band_chain``, five bands from Guitarix's crossovers; this experiment runs the same
+per-band chain, ``AmpTopology._chain_per_band``, at any crossovers it is given, with
+the product's split held off.)
 
 ``install(crossovers_hz)`` swaps :class:`MultibandAmp` in for the ``amp`` topology in
 this process only (the fitter makes topologies by name). Training costs about 3.5x the
@@ -58,15 +60,12 @@ def make_class(crossovers_hz: tuple[float, ...]):
         def _signal(self, x, c, p):
             c = dict(c, band_split=torch.zeros_like(c["band_split"]))
             # the product amp's own stages, with the band split between front and chain
+            # (the product's band chain, at this experiment's crossovers)
             u = self._front(x, c, p)
             if n:
                 B = x.shape[0]
                 bands = T.split_bands(u, p.sr * p.os, [c[f"xo{i + 1}_hz"].expand(B) for i in range(n)], p)
-                nb = bands.shape[1]
-                # every band runs the same chain: one row of controls per band
-                cb = {k: (v.repeat_interleave(nb, 0) if v.dim() >= 1 and v.shape[0] == B else v)
-                      for k, v in c.items()}
-                y = self._chain(bands.reshape(B * nb, -1), cb, p).reshape(B, nb, -1).sum(1)
+                y = self._chain_per_band(bands, c, p)
             else:
                 y = self._chain(u, c, p)
             return self._post(y, c, p)
