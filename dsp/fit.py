@@ -44,6 +44,7 @@ the optimiser state and the step are checkpointed, so resume continues bit-for-b
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -77,6 +78,13 @@ class FitConfig:
     search_excerpt_s: float = 0.25  # excerpt length for the search
     refine_starts: int = 3          # best candidates refined per item
     refine_steps: int = 40
+    # the reference capture's init by descent (topologies whose Topology.descent_init()
+    # is true: the amp's band chain): Adam from the small-signal fit on random segments
+    # of that capture, ``descent_rows`` per step; each structural variant tried gets
+    # ``descent_variant_steps``, the winner goes on to ``descent_steps`` in all
+    descent_steps: int = 300
+    descent_variant_steps: int = 100
+    descent_rows: int = 8
     # structural options set rather than tried at init ({name: 0 or 1}, names from
     # ``dsp.structure.STRUCTURE``, e.g. {"drive_section": 1, "band_split": 1}; a rig's
     # block sets them with ``structure = {...}``); the rest are decided as usual
@@ -838,7 +846,11 @@ class Fitter:
         if topo.OUTPUT_LP:  # the first fit is without it (a previous init may have set it)
             with torch.no_grad():
                 topo.shared["output_lp"].fill_(0.0)
-        best, err, off = magnitude_fit(free, self.gen)
+        # the magnitude is the same with the topology's magnitude values (one chain for
+        # the band chain's five: the split sums to an all-pass); the phase is not, so the
+        # all-pass init below runs with the values as they are
+        with self._magnitude_values():
+            best, err, off = magnitude_fit(free, self.gen)
         if topo.OUTPUT_LP:
             # the output low-pass stays on when it takes a quarter off the dB error (and
             # that was above 1 dB rms); its own generator: nothing drawn from the fit's
@@ -846,7 +858,8 @@ class Fitter:
             with torch.no_grad():
                 flag.fill_(1.0)
             lp = [names.index(k) for k in OUTPUT_LP_CONTROLS]
-            best_on, err_on, off_on = magnitude_fit(free + lp, torch.Generator().manual_seed(self.seed + 2))
+            with self._magnitude_values():
+                best_on, err_on, off_on = magnitude_fit(free + lp, torch.Generator().manual_seed(self.seed + 2))
             use = err > 1.0 and err_on < 0.75 ** 2 * err
             if os.environ.get("UNIT_FIT_DEBUG"):
                 print(f"output low-pass: dB rms error off {err ** 0.5:.2f}, on {err_on ** 0.5:.2f} -> "
@@ -1143,6 +1156,22 @@ class Fitter:
         with torch.no_grad():
             self.item_raw[:] = self.map.additive(self._knob_tensor(range(len(self.items))))
 
+    @contextlib.contextmanager
+    def _magnitude_values(self):
+        """The topology's shared values set to its :meth:`Topology.magnitude_values` for
+        the duration (the small-signal magnitude fits), and back after."""
+        over = self.topo.magnitude_values()
+        saved = {k: self.topo.shared[k].detach().clone() for k in over}
+        with torch.no_grad():
+            for k, v in over.items():
+                self.topo.shared[k].fill_(v)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, v in saved.items():
+                    self.topo.shared[k].copy_(v)
+
     def _name_prior(self, knob_name: str) -> tuple[str, ...]:
         low = knob_name.lower()
         for keys, ctrls in self.topo.NAME_HINTS:
@@ -1368,6 +1397,9 @@ class Fitter:
             chosen = dict(best[3])
         raw, loss, self.polarity, _, shared = best
         self._restore_shared(shared)
+        more = self.cfg.descent_steps - self.cfg.descent_variant_steps
+        if self.topo.descent_init() and more > 0:  # the winner goes on
+            raw, loss = self._init_descent(i, more, start=raw)
         return raw, loss
 
     def _set_variants(self) -> dict[str, float]:
@@ -1387,7 +1419,10 @@ class Fitter:
                 self.topo.shared[k].copy_(v)
 
     def _init_item(self, i: int) -> tuple[torch.Tensor, float]:
-        """Multi-start search + refinement for item ``i``: (raw controls, loss)."""
+        """Multi-start search + refinement for item ``i``: (raw controls, loss); by
+        descent instead where the topology asks for it (:meth:`_init_descent`)."""
+        if self.topo.descent_init():
+            return self._init_descent(i, self.cfg.descent_variant_steps)
         c = self.cfg
         topo = self.topo
         names = topo.control_names()
@@ -1458,6 +1493,71 @@ class Fitter:
             l = self._loss_rows(yh, Y.repeat(M, 1), warm, P).view(M, E).mean(-1)
         k = int(torch.argmin(l))
         return start[k].detach(), float(l[k])
+
+    def _init_descent(self, i: int, steps: int, start: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, float]:
+        """Item ``i``'s controls by ``steps`` Adam steps (with the topology's shared
+        values) on random segments of it, ``descent_rows`` per step: (raw controls,
+        loss on the search's level excerpts, as :meth:`_init_item` scores). Without a
+        ``start``, from the small-signal fit, its polarity and output gain set by least
+        squares on those excerpts. The state with the lowest excerpt loss (checked every
+        ``eval_every`` steps) is kept."""
+        c, topo = self.cfg, self.topo
+        names = topo.control_names()
+        warm = int(c.warmup_s * self.sr)
+        ex = self._excerpts(i, warm + int(c.search_excerpt_s * self.sr))
+        X = torch.from_numpy(np.stack([e[0] for e in ex]))
+        Y = torch.from_numpy(np.stack([e[1] for e in ex]))
+        E = X.shape[0]
+        P = torch.tensor(self.power[i])
+
+        def score(r):
+            with torch.no_grad():
+                return float(self._loss_rows(topo(X, r.detach().expand(E, -1)), Y, warm, P).mean())
+
+        if start is None:
+            start = self._linear_init(i)
+            for k, v in topo.init_values().items():
+                start[names.index(k)] = topo.spec(k).to_raw(v).float()
+            if topo.OUTPUT_GAIN in names:  # the output gain, and its sign the polarity
+                gi = names.index(topo.OUTPUT_GAIN)
+                gspec = topo.CONTROLS[gi]
+                with torch.no_grad():
+                    a, b = topo(X, start.expand(E, -1))[:, warm:], Y[:, warm:]
+                    g = float((a * b).sum() / (a.pow(2).sum() + 1e-12))
+                if g < 0:
+                    self.polarity = -self.polarity
+                    Y = -Y
+                    if os.environ.get("UNIT_FIT_DEBUG"):
+                        print("init: polarity flipped to", self.polarity, flush=True)
+                phys = gspec.to_physical(start[gi]) + 20 * math.log10(max(abs(g), 1e-6))
+                start[gi] = gspec.to_raw(phys.clamp(gspec.minimum + 1e-3, gspec.maximum - 1e-3)).float()
+        raw = start.detach().clone().requires_grad_(True)
+        shared = [p for p in topo.shared.parameters() if p.requires_grad]
+        groups = [{"params": [raw], "lr": c.lr_controls}]
+        if shared:
+            groups.append({"params": shared, "lr": c.lr_shared})
+        opt = torch.optim.Adam(groups)
+        rows = max(1, c.descent_rows)
+        seg = warm + int(c.segment_s * self.sr)
+        Pr = torch.full((rows,), float(self.power[i]))
+        best = (score(raw), raw.detach().clone(), self._shared_state())
+        for s in range(1, steps + 1):
+            if s % 10 == 0:
+                self._check_stop()
+            Xs, Ys = self._segments([i] * rows, seg)
+            loss = self._loss_rows(topo(Xs, raw.expand(rows, -1)), Ys, warm, Pr).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if s % c.eval_every == 0 or s == steps:
+                v = score(raw)
+                if math.isfinite(v) and v < best[0]:
+                    best = (v, raw.detach().clone(), self._shared_state())
+        if os.environ.get("UNIT_FIT_DEBUG"):
+            print(f"init: descent {steps} steps, excerpt loss {best[0]:.4f}", flush=True)
+        self._restore_shared(best[2])
+        return best[1], best[0]
 
     def _stage_per_capture(self):
         """Per-capture fit, tied through the map: item i's controls are

@@ -320,6 +320,19 @@ class Topology(nn.Module):
         section that is off): the fitter does not offer them to a knob."""
         return ()
 
+    def magnitude_values(self) -> dict[str, float]:
+        """Shared values under which the small-signal magnitude response is the one the
+        current values give, and cheaper to compute: the fitter's magnitude fits
+        (:meth:`dsp.fit.Fitter._linear_fit`) run with them. Not the phase."""
+        return {}
+
+    def descent_init(self) -> bool:
+        """With the shared switches as they are now, the fitter's init explains the
+        reference capture by descent from the small-signal fit rather than by random
+        search (:meth:`dsp.fit.Fitter._init_descent`): where one candidate costs several
+        chains, the search is slow and lands worse than a few hundred Adam steps."""
+        return False
+
     @classmethod
     def allpass_controls(cls) -> tuple[str, ...]:
         """The controls of the output all-pass sections (empty without them)."""
@@ -794,6 +807,18 @@ class AmpTopology(Topology):
         if float(self.shared["blend_tone"]) > 0.5:
             out.update(self.BLEND_TONE_INIT)
         return out
+
+    def magnitude_values(self) -> dict[str, float]:
+        """One chain for the band chain's five: at small signal the split sums to an
+        all-pass, so only the phase differs."""
+        return {"band_chain": 0.0} if float(self.shared["band_chain"]) > 0.5 else {}
+
+    def descent_init(self) -> bool:
+        """With the band chain (five chains per candidate) the init descends: on the
+        Studio Preamp's Master 10 capture (benchmarks/README.md, "session 19") 400 steps
+        from the small-signal fit reached ESR 0.13, where the search and its refinement
+        took 820 s to start training at 0.29."""
+        return float(self.shared["band_chain"]) > 0.5
 
     def inert_controls(self) -> tuple[str, ...]:
         out = super().inert_controls()

@@ -1051,12 +1051,13 @@ def test_a_fit_with_the_band_split_set_trains_the_bands():
 
 
 @pytest.mark.slow
-def test_a_fit_with_the_band_chain_set_searches_and_trains_five_chains(monkeypatch):
-    """``FitConfig.variants`` sets the band chain: the init's searches run with it (an
-    init with one chain, five times cheaper, left the Studio Preamp's fit stuck at train
-    ESR 0.65-0.73 where the init with five starts it at 0.29: benchmarks/README.md,
-    "session 18"), and the stages after it train it, moving the crossovers by gradient and
-    lowering the loss; the twin renders with it (with it off it sounds different)."""
+def test_a_fit_with_the_band_chain_set_descends_and_trains_five_chains(monkeypatch):
+    """``FitConfig.variants`` sets the band chain: the init runs with it (an init with
+    one chain, five times cheaper, left the Studio Preamp's fit stuck at train ESR
+    0.65-0.73: benchmarks/README.md, "session 18"), by descent rather than by search
+    (``descent_steps`` in all, the first ``descent_variant_steps`` for the variant tried),
+    and the stages after it train it, moving the crossovers by gradient and lowering the
+    loss; the twin renders with it (with it off it sounds different)."""
     from dsp.fit import Fitter
 
     topo = make_topology("amp", SR, 2)
@@ -1067,19 +1068,20 @@ def test_a_fit_with_the_band_chain_set_searches_and_trains_five_chains(monkeypat
         y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(truth), exact=True)[0]
     items = [TrainItem("cap", {}, x, y.numpy().astype(np.float32), SR)]
     seen = []
-    init_item = Fitter._init_item
+    descent = Fitter._init_descent
 
-    def spy(self, i):
-        seen.append(float(self.topo.shared["band_chain"]))
-        return init_item(self, i)
+    def spy(self, i, steps, start=None):
+        seen.append((float(self.topo.shared["band_chain"]), steps, start is None))
+        return descent(self, i, steps, start)
 
-    monkeypatch.setattr(Fitter, "_init_item", spy)
+    monkeypatch.setattr(Fitter, "_init_descent", spy)
     cfg = FitConfig(search_candidates=4, search_excerpt_s=0.1, refine_steps=3, per_capture_steps=30,
                     curve_steps=5, joint_steps=10, segment_s=0.15, eval_every=10,
+                    descent_steps=12, descent_variant_steps=5, descent_rows=2,
                     variants={"band_chain": 1, "tonestack_position": 0, "blend_tone": 0})
     events = []
     block = fit_block("amp", [], items, seed=0, config=cfg, on_progress=events.append)
-    assert seen and set(seen) == {1.0}, seen
+    assert seen == [(1.0, 5, True), (1.0, 7, False)], seen
     assert block.report()["structure"]["band_chain"] == 1
     sr = block.shared_raw
     assert sr["band_chain"] == 1.0
@@ -1089,6 +1091,114 @@ def test_a_fit_with_the_band_chain_set_searches_and_trains_five_chains(monkeypat
     assert per_capture and min(per_capture[-5:]) < per_capture[0], per_capture
     off = FittedBlock.from_dict(dict(block.to_dict(), shared_raw=dict(sr, band_chain=0.0)))
     assert not np.allclose(off.render({}, x, SR), block.render({}, x, SR), atol=1e-4)
+
+
+def test_the_magnitude_values_switch_the_band_chain_off_for_their_duration():
+    """With the band chain set, ``Topology.magnitude_values`` is one chain, and
+    ``Fitter._magnitude_values`` sets it for its duration only: back on after it, also
+    when what runs inside stops with an exception. Without the band chain nothing
+    changes."""
+    from dsp.fit import Fitter
+
+    x = guitar_like(0.2, seed=3)
+    item = dict(name="cap", knobs={}, input=x, target=x.copy(), sample_rate=SR, latency_samples=0.0,
+                holdout=False)
+    f = Fitter("amp", [], [item], seed=0, config=FitConfig())
+    chain = f.topo.shared["band_chain"]
+    assert f.topo.magnitude_values() == {}
+    with f._magnitude_values():
+        assert float(chain) == 0.0
+    assert float(chain) == 0.0
+    with torch.no_grad():
+        chain.fill_(1.0)
+    assert f.topo.magnitude_values() == {"band_chain": 0.0}
+    with f._magnitude_values():
+        assert float(chain) == 0.0
+    assert float(chain) == 1.0
+    with pytest.raises(RuntimeError):
+        with f._magnitude_values():
+            raise RuntimeError("stopped")
+    assert float(chain) == 1.0
+
+
+@pytest.mark.slow
+def test_the_small_signal_fit_with_the_band_chain_fits_the_magnitude_with_one_chain():
+    """The band chain's small-signal magnitude is one chain's (its split sums to an
+    all-pass), so ``_linear_fit`` fits the filters with one chain, five times cheaper:
+    the same filter controls as a fit without the band chain, the band chain on again
+    after it (the all-pass init, which sees the phase, runs with it)."""
+    from dsp.fit import Fitter
+
+    topo = make_topology("amp", SR, 1)
+    x = guitar_like(0.5, seed=8)
+    with torch.no_grad():
+        y = topo(torch.from_numpy(x.astype(np.float64))[None],
+                 topo.raw_from_physical(dict(tonestack_treble=0.8, tonestack_bass=0.2, inter1_lp_hz=5000.0)),
+                 exact=True)[0]
+    item = dict(name="cap", knobs={}, input=x, target=y.numpy().astype(np.float32), sample_rate=SR,
+                latency_samples=0.0, holdout=False)
+    fits = []
+    for chain in (0.0, 1.0):
+        f = Fitter("amp", [], [item], seed=0, config=FitConfig(oversample=1, search_candidates=8))
+        f._prepare()
+        with torch.no_grad():
+            f.topo.shared["band_chain"].fill_(chain)
+        fits.append(f._linear_fit(0))
+        assert float(f.topo.shared["band_chain"]) == chain
+    names = f.topo.control_names()
+    filters = [names.index(n) for n in f.topo.SMALL_SIGNAL]
+    assert torch.equal(fits[0][filters], fits[1][filters])
+
+
+@pytest.mark.slow
+def test_the_descent_init_sets_the_polarity_and_level_and_lowers_the_loss():
+    """:meth:`Fitter._init_descent`: from either polarity it ends at the same one (the
+    least-squares gain's sign decides), the output level is solved before the first step
+    (the start's least-squares gain is then 1), and the steps lower the excerpt loss it
+    returns, which is the loss of the controls it returns with the shared values it
+    leaves set."""
+    from dsp.fit import Fitter
+
+    topo = make_topology("amp", SR, 1)
+    truth = dict(pre_gain_db=24.0, stage2_gain_db=6.0, master_db=10.0, level_db=-6.0)
+    x = guitar_like(0.6, seed=31)
+    with torch.no_grad():
+        topo.shared["band_chain"].fill_(1.0)
+        y = topo(torch.from_numpy(x.astype(np.float64))[None], topo.raw_from_physical(truth), exact=True)[0]
+    item = dict(name="cap", knobs={}, input=x, target=y.numpy().astype(np.float32), sample_rate=SR,
+                latency_samples=0.0, holdout=False)
+    cfg = FitConfig(oversample=1, search_excerpt_s=0.1, segment_s=0.1, eval_every=5, descent_rows=2,
+                    variants={"band_chain": 1})
+    f = Fitter("amp", [], [item], seed=0, config=cfg)
+    f._prepare()
+    f._should_stop = lambda: False
+    with torch.no_grad():
+        f.topo.shared["band_chain"].fill_(1.0)
+    assert f.topo.descent_init()
+    # the small-signal fit is not what is tested here (and costs a minute with five chains)
+    f._linear_init = lambda i: f.topo.default_raw()
+    warm = int(cfg.warmup_s * SR)
+    ex = f._excerpts(0, warm + int(cfg.search_excerpt_s * SR))
+    X = torch.from_numpy(np.stack([e[0] for e in ex]))
+
+    def target():
+        return torch.from_numpy(np.stack([e[1] for e in f._excerpts(0, X.shape[1])]))
+
+    ends = []
+    for p in (1.0, -1.0):
+        f.polarity = p
+        start, loss0 = f._init_descent(0, 0)
+        ends.append(f.polarity)
+    assert ends[0] == ends[1], ends
+    with torch.no_grad():
+        a, b = f.topo(X, start.expand(len(X), -1))[:, warm:], target()[:, warm:]
+    assert float((a * b).sum() / a.pow(2).sum()) == pytest.approx(1.0, abs=0.02)
+    raw, loss = f._init_descent(0, 20)
+    assert loss < 0.8 * loss0, (loss0, loss)
+    with torch.no_grad():
+        again = float(f._loss_rows(f.topo(X, raw.expand(len(X), -1)), target(), warm,
+                                   torch.tensor(f.power[0])).mean())
+    assert again == pytest.approx(loss, rel=1e-5)
 
 
 @pytest.mark.slow
