@@ -1182,6 +1182,9 @@ class Fitter:
     #: the most candidates (a control, or one of the topology's ``KNOB_GROUPS``)
     #: :meth:`_infer_affects` gives one knob
     MAX_INFERRED_CONTROLS = 3
+    #: where a candidate is dear (:meth:`Topology.descent_init`), the candidates with the
+    #: lowest coarse-grid loss that :meth:`_infer_affects` also searches on the fine grid
+    AFFECTS_REFINED = 3
 
     def _infer_affects(self) -> None:
         """Knobs without hints: pick the controls they drive. A swept knob: on its sweep's
@@ -1193,7 +1196,11 @@ class Fitter:
         that a knob that tilts the spectrum can win as the tone stack it needs, where no
         single control of it beats a plain gain. A candidate that shares a control with
         another knob (its hints, or chosen before it) must beat the best one that does
-        not clearly (:meth:`_pick`): a knob is a pot of its own. A knob with no sweep
+        not clearly (:meth:`_pick`): a knob is a pot of its own. Where a candidate is
+        dear (:meth:`Topology.descent_init`: the band chain runs five chains), each is
+        searched on the coarse grid and only the ``AFFECTS_REFINED`` best (with the
+        best that shares no control and the name prior's) on the fine grid too: the
+        Studio Preamp's six knobs took 14 minutes searched on both. A knob with no sweep
         (chaos only): the topology's name prior, else unchanged. After the per-capture
         fit, a swept knob may also get the output level (:meth:`_level_companions`).
 
@@ -1205,6 +1212,7 @@ class Fitter:
         5.1), the tone stack searched as a group 1.10."""
         names = self.topo.control_names()
         inert = {names.index(n) for n in self.topo.inert_controls()}
+        screen = self.topo.descent_init()
         # controls other knobs already drive (their hints, or chosen here before): a knob
         # is a pot of its own, so a candidate that shares one must win clearly
         claimed = {k: {int(cc) for cc in torch.nonzero(self.map.mask[k]).flatten()}
@@ -1229,17 +1237,33 @@ class Fitter:
                     units.append(g)
             starts = {i: self.map.additive(self._knob_tensor([i]))[0].detach() for i in ends}
 
-            def search(base_raws, unit):
-                res = {i: self._line_search(i, k, base_raws[i], list(unit)) for i in ends}
+            def search(base_raws, unit, grids="both"):
+                res = {i: self._line_search(i, k, base_raws[i], list(unit), grids) for i in ends}
                 return {i: r[0] for i, r in res.items()}, sum(r[1] for r in res.values())
 
-            label = lambda u: "+".join(names[cc] for cc in u)  # noqa: E731
-            scores = {u: search(starts, u) for u in units}
             others = set().union(*[v for j, v in claimed.items() if j != k])
+            pn = tuple(names.index(n) for n in self._name_prior(kd.name))
+            prior = [pn] if pn in units else [(cc,) for cc in pn if (cc,) in units]
+
+            def score_all(base_raws, cands):
+                """Each candidate's search from ``base_raws``: both grids, or where a
+                candidate is dear (the topology's descent init: five chains), the coarse
+                grid for all, then the fine grid for the AFFECTS_REFINED best, the best
+                one that shares no control with another knob, and the name prior's."""
+                if not screen:
+                    return {u: search(base_raws, u) for u in cands}
+                out = {u: search(base_raws, u, "coarse") for u in cands}
+                keep = sorted(out, key=lambda u: out[u][1])[: self.AFFECTS_REFINED]
+                free = [u for u in out if not set(u) & others]
+                keep += [u for u in prior if u in out] + ([min(free, key=lambda u: out[u][1])] if free else [])
+                for u in dict.fromkeys(keep):
+                    out[u] = search(out[u][0], u, "fine")
+                return out
+
+            label = lambda u: "+".join(names[cc] for cc in u)  # noqa: E731
+            scores = score_all(starts, units)
             u1 = self._pick(scores, others)
             # near-ties (e.g. Master vs Post_Gain with sag off): the name prior decides
-            pn = tuple(names.index(n) for n in self._name_prior(kd.name))
-            prior = [pn] if pn in scores else [(cc,) for cc in pn if (cc,) in scores]
             prior = [u for u in prior if not set(u) & others or set(u1) & others]
             if prior and scores[prior[0]][1] <= 1.15 * scores[u1][1]:
                 u1 = prior[0]
@@ -1248,7 +1272,7 @@ class Fitter:
             second: dict = {}
             while len(chosen) < self.MAX_INFERRED_CONTROLS:
                 taken = {cc for u in chosen for cc in u}
-                more = {u: search(raw1, u) for u in units if not set(u) <= taken}
+                more = score_all(raw1, [u for u in units if not set(u) <= taken])
                 if not more:
                     break
                 if len(chosen) == 1:
@@ -1294,10 +1318,12 @@ class Fitter:
         return best if scores[best][1] < self.SHARED_CONTROL_MARGIN * scores[alt][1] else alt
 
     def _line_search(self, i: int, k: int, start: torch.Tensor | None = None,
-                     controls: list[int] | None = None) -> tuple[torch.Tensor, float]:
+                     controls: list[int] | None = None, grids: str = "both") -> tuple[torch.Tensor, float]:
         """Item ``i`` sweeps knob ``k``: each control the knob affects is searched on a
-        grid over its range (coordinate-wise), the others at the map's current values.
-        No output gain is solved: a knob that changes the level must show it."""
+        grid over its range (coordinate-wise), then on a finer grid around the best
+        point (``grids``: "both", or "coarse" or "fine" alone), the others at the map's
+        current values. No output gain is solved: a knob that changes the level must
+        show it."""
         c = self.cfg
         topo = self.topo
         warm = int(c.warmup_s * self.sr)
@@ -1318,10 +1344,12 @@ class Fitter:
             grid = torch.log(u) - torch.log1p(-u)
             best_loss = None
             h = float(grid[1] - grid[0]) if G > 1 else 1.0
+            fine_pts = h * torch.linspace(-0.75, 0.75, 7)
+            passes = {"both": 2, "coarse": 1, "fine": 1}[grids]
             for cc in controls:
                 # coarse grid over the range, then a finer one around the best point
-                pts = torch.cat([best[cc:cc + 1], grid])
-                for _ in range(2):
+                pts = best[cc] + fine_pts if grids == "fine" else torch.cat([best[cc:cc + 1], grid])
+                for _ in range(passes):
                     cand = best.expand(len(pts), -1).clone()
                     cand[:, cc] = pts
                     yh = topo(X.repeat(len(pts), 1), cand.repeat_interleave(E, 0))
@@ -1329,7 +1357,7 @@ class Fitter:
                     j = int(torch.argmin(score))
                     best = cand[j].clone()
                     best_loss = float(score[j])
-                    pts = best[cc] + h * torch.linspace(-0.75, 0.75, 7)
+                    pts = best[cc] + fine_pts
         return best, (best_loss if best_loss is not None else float("nan"))
 
     def _excerpt_starts(self, i: int, length: int) -> list[int]:

@@ -31,6 +31,15 @@ def pytest_configure(config):  # noqa: D103
         sys.modules["torch"].set_num_threads(1)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group marks
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n auto``, the README's commands) the tests that need the
+    JUCE build (about 5 minutes of compiling) run in one worker, so it is built once."""
+    for item in items:
+        if "juce_build" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("juce"))
+
+
 # ------------------------------------------------------------------ the JUCE plugin build
 # One build of the exported JUCE project per pytest session, shared by every test that
 # needs the plugin (tests/test_capture_plugin.py hosts its VST3 with pedalboard; the

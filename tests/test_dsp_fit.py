@@ -424,12 +424,58 @@ def test_a_tilting_knob_is_given_the_whole_tone_stack(groups, monkeypatch):
     """Knob inference scores the tone stack as one candidate: a knob that tilts the
     spectrum gets treble and bass together. Scored one control at a time, no single
     tone-stack control beats a gain (each end needs both), and the knob does not get
-    both (measured on Guitarix's MetalHead: its Tone went to pa_bias)."""
+    both (measured on Guitarix's MetalHead: its Tone went to pa_bias). With one chain
+    every candidate is searched on both grids."""
+    from dsp.fit import Fitter
+
     f = _tilt_fitter(groups, monkeypatch)
+    grids = []
+    line_search = Fitter._line_search
+
+    def spy(self, i, k, start=None, controls=None, grids_="both"):
+        grids.append(grids_)
+        return line_search(self, i, k, start, controls, grids_)
+
+    monkeypatch.setattr(Fitter, "_line_search", spy)
     f._infer_affects()
     affects = f.map.knobs[0].affects
     both = "tonestack_treble" in affects and "tonestack_bass" in affects
     assert both == bool(groups), affects
+    assert set(grids) == {"both"}, set(grids)  # one chain: every candidate on both grids
+
+
+def test_knob_inference_screens_its_candidates_on_the_coarse_grid_where_they_are_dear(monkeypatch):
+    """Where a candidate is dear (``Topology.descent_init``: the band chain, five chains
+    per candidate; the Studio Preamp's six knob searches took 14 minutes), every
+    candidate is searched on the coarse grid and only a few again on the fine grid (the
+    AFFECTS_REFINED best, the best that shares no control, the name prior's), from
+    where the coarse one ended; the tilting knob still gets the tone stack (where
+    candidates are cheap every one is searched on both grids: the test above)."""
+    from dsp.fit import Fitter
+    from dsp.topologies import AmpTopology
+
+    f = _tilt_fitter(AMP_TONE_GROUP, monkeypatch)
+    monkeypatch.setattr(AmpTopology, "descent_init", lambda self: True)
+    calls = []
+    line_search = Fitter._line_search
+
+    def spy(self, i, k, start=None, controls=None, grids="both"):
+        calls.append((tuple(controls), grids))
+        return line_search(self, i, k, start, controls, grids)
+
+    monkeypatch.setattr(Fitter, "_line_search", spy)
+    f._infer_affects()
+    affects = f.map.knobs[0].affects
+    assert "tonestack_treble" in affects and "tonestack_bass" in affects, affects
+    units = {u for u, _ in calls}
+    assert {g for _, g in calls} == {"coarse", "fine"}, calls
+    coarse = [u for u, g in calls if g == "coarse"]
+    fine = [u for u, g in calls if g == "fine"]
+    assert set(coarse) == units  # every candidate is screened...
+    # ...and each round refines at most AFFECTS_REFINED + 2 of them, on both ends
+    rounds = len(coarse) // (2 * len(units)) + 1
+    assert len(fine) <= 2 * (Fitter.AFFECTS_REFINED + 2) * rounds, (len(fine), len(coarse))
+    assert len(fine) < len(coarse) / 2, (len(fine), len(coarse))
 
 
 def _amp_drive_render(x, **ctl):
@@ -953,7 +999,7 @@ def test_knob_inference_prefers_controls_no_other_knob_drives(monkeypatch):
         with torch.no_grad():
             f.topo.shared["drive_section"].fill_(1.0)  # its controls are candidates
 
-        def fake(i, k, start=None, controls=None):
+        def fake(i, k, start=None, controls=None, grids="both"):
             unit = "+".join(names[c] for c in controls)
             return f.item_raw[i].clone(), table[f.knobs[k].name].get(unit, 5.0) / 2
 
