@@ -426,22 +426,28 @@ def test_a_tilting_knob_is_given_the_whole_tone_stack(groups, monkeypatch):
     tone-stack control beats a gain (each end needs both), and the knob does not get
     both (measured on Guitarix's MetalHead: its Tone went to pa_bias). With one chain
     every candidate is searched on both grids."""
-    from dsp.fit import Fitter
-
     f = _tilt_fitter(groups, monkeypatch)
-    grids = []
-    line_search = Fitter._line_search
-
-    def spy(self, i, k, start=None, controls=None, grids_="both"):
-        grids.append(grids_)
-        return line_search(self, i, k, start, controls, grids_)
-
-    monkeypatch.setattr(Fitter, "_line_search", spy)
+    calls = _spy_line_search(monkeypatch)
     f._infer_affects()
     affects = f.map.knobs[0].affects
     both = "tonestack_treble" in affects and "tonestack_bass" in affects
     assert both == bool(groups), affects
-    assert set(grids) == {"both"}, set(grids)  # one chain: every candidate on both grids
+    assert {g for _, g in calls} == {"both"}, calls  # one chain: every candidate on both grids
+
+
+def _spy_line_search(monkeypatch) -> list:
+    """Record each ``Fitter._line_search`` call as (controls, grids); the search runs."""
+    from dsp.fit import Fitter
+
+    calls = []
+    line_search = Fitter._line_search
+
+    def spy(self, i, k, start=None, controls=None, grids="both"):
+        calls.append((tuple(controls), grids))
+        return line_search(self, i, k, start, controls, grids)
+
+    monkeypatch.setattr(Fitter, "_line_search", spy)
+    return calls
 
 
 def test_knob_inference_screens_its_candidates_on_the_coarse_grid_where_they_are_dear(monkeypatch):
@@ -456,14 +462,7 @@ def test_knob_inference_screens_its_candidates_on_the_coarse_grid_where_they_are
 
     f = _tilt_fitter(AMP_TONE_GROUP, monkeypatch)
     monkeypatch.setattr(AmpTopology, "descent_init", lambda self: True)
-    calls = []
-    line_search = Fitter._line_search
-
-    def spy(self, i, k, start=None, controls=None, grids="both"):
-        calls.append((tuple(controls), grids))
-        return line_search(self, i, k, start, controls, grids)
-
-    monkeypatch.setattr(Fitter, "_line_search", spy)
+    calls = _spy_line_search(monkeypatch)
     f._infer_affects()
     affects = f.map.knobs[0].affects
     assert "tonestack_treble" in affects and "tonestack_bass" in affects, affects
