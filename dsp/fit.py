@@ -322,6 +322,7 @@ class Fitter:
         # knobs without hints may drive only the topology's knob controls; the init stage
         # narrows that down from their sweeps (or a name prior for chaos-only knobs)
         self.unhinted = [k for k, kd in enumerate(self.knobs) if kd.affects is None]
+        self._detail = ""  # what the init is explaining now (progress events' detail)
         if self.topo.KNOB_CONTROLS:
             for k in self.unhinted:
                 self.map.set_affects(k, self.topo.KNOB_CONTROLS)
@@ -335,6 +336,7 @@ class Fitter:
         self.x: list[np.ndarray] = []
         self.y: list[np.ndarray] = []
         self._prepared = False
+        self._begin_run()  # no callbacks, budget or checkpoint until run() sets them
 
     # -- bookkeeping -----------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -582,18 +584,26 @@ class Fitter:
     def _over_budget(self, frac: float) -> bool:
         return self._budget is not None and self._now() > frac * self._budget
 
-    def _emit(self, total, loss=None, per_item=None):
+    def _note(self, detail: str) -> None:
+        """A progress event inside a long step (the init's descents and knob searches
+        take minutes with the band chain): the stage's step and total as they stand,
+        and what is being done now."""
+        self._emit(self._stage_totals()[STAGES[self.stage]], detail=detail)
+
+    def _emit(self, total, loss=None, per_item=None, detail=""):
         steps_left = total - self.step
         el = self._now()
         rate = el / max(1, self._global_step()) if self._global_step() else None
+        if STAGES[self.stage] in ("latency", "init"):
+            rate = None  # an init step (minutes with the band chain) says nothing of an Adam step's time
         eta = None if rate is None else rate * (steps_left + self._steps_after())
-        if eta is not None and self._budget is not None:  # stages fill the budget
-            eta = max(min(eta, self._budget - el), 0.0) if STAGES[self.stage] == "report" else \
-                max(self._budget - el, 0.0)
+        if self._budget is not None:  # stages fill the budget
+            left = max(self._budget - el, 0.0)
+            eta = min(eta, left) if STAGES[self.stage] == "report" and eta is not None else left
         self._on_event(dict(stage=STAGES[self.stage], step=self.step, total=total, loss=loss,
                             train_esr=self.train_esr, holdout_esr=self.holdout_esr,
                             per_item_esr=dict(per_item or self.last_item_esr), eta_s=eta,
-                            elapsed_s=el))
+                            elapsed_s=el, detail=detail))
 
     def _stage_totals(self):
         c = self.cfg
@@ -1130,6 +1140,7 @@ class Fitter:
                 if n_done + 1 < self.step:
                     continue
                 self._check_stop()
+                self._note(f"the sweep capture {self.items[i]['name']}: grid search of its knob's controls")
                 raw, loss = self._line_search(i, k)
                 self.item_raw[i] = raw
                 self.last_item_esr[self.items[i]["name"]] = loss / 2
@@ -1217,7 +1228,8 @@ class Fitter:
         # is a pot of its own, so a candidate that shares one must win clearly
         claimed = {k: {int(cc) for cc in torch.nonzero(self.map.mask[k]).flatten()}
                    for k in range(len(self.knobs)) if k not in self.unhinted}
-        for k in self.unhinted:
+        label = lambda u: "+".join(names[cc] for cc in u)  # noqa: E731
+        for n_knob, k in enumerate(self.unhinted, 1):
             kd = self.knobs[k]
             sweeps = [i for i in self.train_idx if self._off_reference(i) == [k]]
             if not sweeps:
@@ -1237,7 +1249,12 @@ class Fitter:
                     units.append(g)
             starts = {i: self.map.additive(self._knob_tensor([i]))[0].detach() for i in ends}
 
+            n_done = [0]
+
             def search(base_raws, unit, grids="both"):
+                n_done[0] += 1
+                self._note(f"which controls {kd.name} drives ({n_knob} of {len(self.unhinted)}): "
+                           f"{label(unit)}, search {n_done[0]}")
                 res = {i: self._line_search(i, k, base_raws[i], list(unit), grids) for i in ends}
                 return {i: r[0] for i, r in res.items()}, sum(r[1] for r in res.values())
 
@@ -1260,7 +1277,6 @@ class Fitter:
                     out[u] = search(out[u][0], u, "fine")
                 return out
 
-            label = lambda u: "+".join(names[cc] for cc in u)  # noqa: E731
             scores = score_all(starts, units)
             u1 = self._pick(scores, others)
             # near-ties (e.g. Master vs Post_Gain with sag off): the name prior decides
@@ -1399,6 +1415,8 @@ class Fitter:
         polarity, best = self.polarity, None
         chosen = {n: variants[n][0] for n in names}
         tried = []
+        n_tries = 1 + sum(len(variants[n]) - 1 for n in names)
+        what = f"the reference capture {self.items[i]['name']}"
         shared0 = self._shared_state()  # every variant starts from the same shared values
         for n in names:
             for v in variants[n]:
@@ -1406,6 +1424,9 @@ class Fitter:
                 if combo in tried:
                     continue
                 tried.append(combo)
+                self._detail = (f"{what}, structure {len(tried)} of {n_tries} ("
+                                + ", ".join(f"{k}={val:g}" for k, val in combo.items()) + ")")
+                self._note(self._detail)
                 self._restore_shared(shared0)
                 with torch.no_grad():
                     for k, val in combo.items():
@@ -1427,7 +1448,9 @@ class Fitter:
         self._restore_shared(shared)
         more = self.cfg.descent_steps - self.cfg.descent_variant_steps
         if self.topo.descent_init() and more > 0:  # the winner goes on
+            self._detail = f"{what}, the chosen structure"
             raw, loss = self._init_descent(i, more, start=raw)
+        self._detail = ""
         return raw, loss
 
     def _set_variants(self) -> dict[str, float]:
@@ -1570,9 +1593,11 @@ class Fitter:
         seg = warm + int(c.segment_s * self.sr)
         Pr = torch.full((rows,), float(self.power[i]))
         best = (score(raw), raw.detach().clone(), self._shared_state())
+        what = self._detail or f"the capture {self.items[i]['name']}"
         for s in range(1, steps + 1):
             if s % 10 == 0:
                 self._check_stop()
+            self._note(f"{what}: descent step {s} of {steps}")
             Xs, Ys = self._segments([i] * rows, seg)
             loss = self._loss_rows(topo(Xs, raw.expand(rows, -1)), Ys, warm, Pr).mean()
             opt.zero_grad(set_to_none=True)

@@ -116,7 +116,9 @@ class Progress:
     ``step``/``total`` within the stage; ``loss`` the step's training loss;
     ``train_esr`` mean ESR over the training items seen lately (equal weight);
     ``holdout_esr`` mean ESR over held-out items (``None`` until the knob map exists);
-    ``per_item_esr`` latest ESR per item name; ``eta_s`` estimated seconds left.
+    ``per_item_esr`` latest ESR per item name; ``eta_s`` estimated seconds left;
+    ``detail`` what a long step is doing now (the init's descent, its knob searches),
+    empty where the step and total say it all.
     """
 
     stage: str
@@ -128,6 +130,7 @@ class Progress:
     per_item_esr: dict[str, float] = field(default_factory=dict)
     eta_s: float | None = None
     elapsed_s: float = 0.0
+    detail: str = ""
 
 
 def topology_controls(topology: str) -> list[dict]:

@@ -463,7 +463,14 @@ def test_knob_inference_screens_its_candidates_on_the_coarse_grid_where_they_are
     f = _tilt_fitter(AMP_TONE_GROUP, monkeypatch)
     monkeypatch.setattr(AmpTopology, "descent_init", lambda self: True)
     calls = _spy_line_search(monkeypatch)
+    events = []
+    f._on_event = events.append
     f._infer_affects()
+    # minutes with five chains: each candidate's search says so as it starts
+    details = [e["detail"] for e in events]
+    assert len(details) == len(calls) // 2, (len(details), len(calls))  # a search covers both ends
+    assert details[0].startswith("which controls Tone drives (1 of 1): ") and details[-1].endswith(
+        f"search {len(details)}"), details
     affects = f.map.knobs[0].affects
     assert "tonestack_treble" in affects and "tonestack_bass" in affects, affects
     units = {u for u, _ in calls}
@@ -1127,6 +1134,16 @@ def test_a_fit_with_the_band_chain_set_descends_and_trains_five_chains(monkeypat
     events = []
     block = fit_block("amp", [], items, seed=0, config=cfg, on_progress=events.append)
     assert seen == [(1.0, 5, True), (1.0, 7, False)], seen
+    # each descent step is a progress event inside the init's first step (minutes in all)
+    details = [e.detail for e in events if e.stage == "init" and e.step == 0]
+    assert details[0] == ("the reference capture cap, structure 1 of 1 (tonestack_position=0, "
+                          "drive_section=0, band_split=0, blend_tone=0, shaper_tables=0, band_chain=1)"), details[0]
+    assert details[1:] == [f"{details[0]}: descent step {s} of 5" for s in range(1, 6)] + [
+        f"the reference capture cap, the chosen structure: descent step {s} of 7" for s in range(1, 8)], details
+    assert not [e.detail for e in events if e.stage != "init" and e.detail]
+    # no budget: an init step's time says nothing of the Adam steps after it, so no ETA yet
+    assert all(e.eta_s is None for e in events if e.stage == "init")
+    assert any(e.eta_s is not None for e in events if e.stage == "joint")
     assert block.report()["structure"]["band_chain"] == 1
     sr = block.shared_raw
     assert sr["band_chain"] == 1.0

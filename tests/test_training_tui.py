@@ -5,6 +5,7 @@ detached process; the screens only read what it writes.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -170,3 +171,38 @@ async def test_demo_style_start_opens_results_when_the_job_completes(rendered_pr
         await wait_for(pilot, lambda: app.screen.model is not None, timeout=30)
     assert time.monotonic() - started < JOB_WAIT_S
     assert read_job(project.root).state == "complete"
+
+
+async def test_a_long_steps_detail_shows_under_the_stage_line(rendered_project, tmp_path):
+    """The init's descent and knob searches run for minutes inside one step (the band
+    chain): their progress events carry a ``detail``, which the recorder writes and the
+    training screen, tailing the job's progress file, shows on the stage line's second
+    line as plain text (a user's knob name with brackets is not markup); the next event
+    without one clears it."""
+    from types import SimpleNamespace
+
+    from unit_tui.jobrunner import PROGRESS_MIN_INTERVAL_S, Recorder
+    from unit_tui.jobs import JobInfo
+
+    project = copy_project(rendered_project, tmp_path / "proj")
+    rec = Recorder(project.root, JobInfo(pid=os.getpid(), started=time.time(), blocks=[BLOCK]), append=False)
+    rec.start()
+    rec.block_start(BLOCK, [], False)
+    detail = "which controls Tone [x] drives (1 of 3): tonestack_treble, search 4"
+    ev = dict(stage="init", step=0, total=9, loss=None, train_esr=None, holdout_esr=None, eta_s=None,
+              elapsed_s=3.0, per_item_esr={})
+    rec.progress(SimpleNamespace(**ev, detail=detail))
+
+    def stage_lines():
+        return str(app.screen.query_one("#job-stage").render()).splitlines()
+
+    app = create_app(project.root, start="training")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainingScreen))
+        await wait_for(pilot, lambda: len(stage_lines()) == 2)
+        first, second = stage_lines()
+        assert first.startswith(f"{BLOCK}: init 0/9") and second == detail
+        time.sleep(PROGRESS_MIN_INTERVAL_S + 0.05)
+        rec.progress(SimpleNamespace(**dict(ev, step=1), detail=""))
+        await wait_for(pilot, lambda: len(stage_lines()) == 1)
+        assert stage_lines()[0].startswith(f"{BLOCK}: init 1/9")

@@ -223,6 +223,8 @@ def cmd_train(args) -> int:
             parts.append(f"held-out ESR {ev.holdout_esr:.4f}")
         if ev.eta_s is not None:
             parts.append(f"ETA {ev.eta_s / 60:.1f} min")
+        if ev.detail:
+            parts.append(ev.detail)
         print("  " + "  ".join(parts), flush=True)
 
     def on_block(block_id: str) -> None:
@@ -390,6 +392,8 @@ def _monitor_lines(root: Path, read_job, follow: bool = True) -> int:
                     if ev.get("holdout_esr") is not None:
                         parts.append(f"held-out ESR {ev['holdout_esr']:.4f}")
                     parts.append(fmt_eta(ev.get("eta_s")))
+                    if ev.get("detail"):
+                        parts.append(ev["detail"])
                     print("  " + "  ".join(parts), flush=True)
                 elif kind == "result":
                     _print_report(ev["block"], ev.get("report"))

@@ -79,6 +79,8 @@ class Recorder:
         self._last = now
         data = dict(block=self.block, stage=ev.stage, step=ev.step, total=ev.total, loss=ev.loss,
                     train_esr=ev.train_esr, holdout_esr=ev.holdout_esr, eta_s=ev.eta_s, elapsed_s=ev.elapsed_s)
+        if ev.detail:
+            data["detail"] = ev.detail
         if ev.per_item_esr and (changed or last or now - self._last_items >= PER_ITEM_INTERVAL_S):
             self._last_items = now
             data["per_item"] = {k: float(v) for k, v in ev.per_item_esr.items()}

@@ -18,7 +18,7 @@ the next start resumes from the checkpoints and says so.
 Events in progress.jsonl (``type``): ``job`` (a job started or resumed: blocks, resumed,
 message), ``block`` (training of a block begins: holdout names, resumed), ``progress``
 (stage, step, total, loss, train_esr, holdout_esr, eta_s, elapsed_s and, now and then,
-``per_item``), ``result`` (a block finished: status and its report), ``end`` (state,
+``per_item``; ``detail`` inside a long step: what it is doing), ``result`` (a block finished: status and its report), ``end`` (state,
 error). Every event carries ``t`` (Unix time).
 
 Nothing here imports torch, numpy or Textual: the app imports it at start.
@@ -366,6 +366,7 @@ class BlockView:
     resumed: bool = False
     budget_s: float | None = None  # the block's share of the job's time budget
     events: int = 0
+    detail: str = ""  # what a long step is doing now (the init's descents, knob searches)
 
     def rows(self) -> list[tuple[str, bool, float | None, str]]:
         """(capture, held out, ESR, verdict), worst first."""
@@ -426,6 +427,7 @@ class JobView:
             bv.stage, bv.step, bv.total = ev.get("stage", bv.stage), ev.get("step", 0), ev.get("total", 0)
             bv.eta_s, bv.elapsed_s, bv.loss = ev.get("eta_s"), ev.get("elapsed_s") or 0.0, ev.get("loss")
             bv.train_esr, bv.holdout_esr = ev.get("train_esr"), ev.get("holdout_esr")
+            bv.detail = ev.get("detail") or ""
             if bv.budget_s is not None:  # the fitter cuts its stages short to meet the budget
                 left = max(0.0, bv.budget_s - bv.elapsed_s)
                 bv.eta_s = left if bv.eta_s is None else min(bv.eta_s, left)

@@ -89,7 +89,7 @@ class TrainingScreen(Screen):
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
         yield Static(id="job-status")
-        yield Static(id="job-stage")
+        yield Static(id="job-stage", markup=False)  # knob and capture names are the user's
         yield LinePlot(id="loss-plot")
         yield DataTable(id="esr-table", cursor_type="row", zebra_stripes=False)
         yield Static(id="job-hint")
@@ -254,7 +254,10 @@ class TrainingScreen(Screen):
             parts.append(f"train {bv.train_esr:.4f}")
         if bv.holdout_esr is not None:
             parts.append(f"held-out {bv.holdout_esr:.4f}")
-        return " · ".join(parts)
+        line = " · ".join(parts)
+        # a long step (the init's descent, its knob searches: minutes with the band
+        # chain) says what it is doing on a second line
+        return f"{line}\n{bv.detail}" if bv.detail else line
 
     def figure(self) -> Figure:
         bv = self._bv()
