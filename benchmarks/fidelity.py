@@ -75,6 +75,32 @@ def esr(y: np.ndarray, y_hat: np.ndarray, start: int, stop: int) -> float:
     return float(np.sum(d * d) / max(np.sum(y * y), 1e-20))
 
 
+#: the test signal's segments a player hears: the guitar phrases (single notes, chords,
+#: palm mutes, a riff, and the repeated phrase at both ends)
+GUITAR_KINDS = ("guitar", "repeat")
+
+
+def guitar_spans(layout, sample_rate: float, stop: int) -> list[tuple[int, int]]:
+    """Sample ranges of the layout's guitar segments (``GUITAR_KINDS``), cut at ``stop``."""
+    spans = []
+    for g in layout.segments:
+        if g.kind in GUITAR_KINDS:
+            a, b = int(round(g.start_s * sample_rate)), min(int(round(g.end_s * sample_rate)), stop)
+            if b > a:
+                spans.append((a, b))
+    return spans
+
+
+def esr_spans(y: np.ndarray, y_hat: np.ndarray, spans: list[tuple[int, int]]) -> float | None:
+    """One ESR over the union of ``spans`` (error energy over signal energy, summed);
+    None without spans (a test signal with no guitar segment, e.g. an unknown one)."""
+    if not spans:
+        return None
+    e = sum(float(np.sum((np.asarray(y[a:b], np.float64) - np.asarray(y_hat[a:b], np.float64)) ** 2))
+            for a, b in spans)
+    return e / max(sum(float(np.sum(np.asarray(y[a:b], np.float64) ** 2)) for a, b in spans), 1e-20)
+
+
 def _mb(kib: float) -> float:
     return kib / 1024.0
 
@@ -286,6 +312,8 @@ def score(project, key: str, block, n_settings: int, seed: int) -> dict:
         stop = y_al.size - int(math.ceil(max(lat_used, 0.0)))
         y_hat = model.render({k: setting[k] for k in modelled}, x, sr)
         e_twin = esr(y_al, y_hat, start, stop)
+        spans = guitar_spans(layout, sr, stop)
+        g_twin = esr_spans(y_al, y_hat, spans)
 
         near = min(train_caps, key=lambda s: knob_distance(block, s.capture.setting, setting))
         y_near = read_capture(project.path(near.relpath)).audio
@@ -294,14 +322,16 @@ def score(project, key: str, block, n_settings: int, seed: int) -> dict:
         y_near_al = shift_signal(np.asarray(y_near[: x.size], np.float64), lat_n)
         stop_b = min(stop, y_near_al.size - int(math.ceil(max(lat_n, 0.0))))
         e_base = esr(y_al, y_near_al, start, stop_b)
+        g_base = esr_spans(y_al, y_near_al, guitar_spans(layout, sr, stop_b))
         rows.append({"setting": setting, "latency_samples": lat, "twin_esr": e_twin,
-                     "baseline_esr": e_base, "nearest": near.capture.filename,
+                     "baseline_esr": e_base, "twin_guitar_esr": g_twin, "baseline_guitar_esr": g_base,
+                     "nearest": near.capture.filename,
                      "nearest_distance": knob_distance(block, near.capture.setting, setting),
                      "seconds": time.monotonic() - t0})
         knobs = " ".join(f"{k}={setting[k]:g}" for k in modelled)
-        print(f"    #{i:02d} {knobs:<58} lat {lat_used:5.1f}  twin {e_twin:8.5f}  "
-              f"nearest {e_base:8.5f} ({near.capture.filename.removesuffix('.wav')}, d={rows[-1]['nearest_distance']:.2f})",
-              flush=True)
+        print(f"    #{i:02d} {knobs:<58} lat {lat_used:5.1f}  twin {e_twin:8.5f} (guitar {_fmt(g_twin)})  "
+              f"nearest {e_base:8.5f} (guitar {_fmt(g_base)}; {near.capture.filename.removesuffix('.wav')}, "
+              f"d={rows[-1]['nearest_distance']:.2f})", flush=True)
     # Alignment check: the same pipeline at two captured training settings should give
     # about the trainer's own per-item ESR (it scores the whole signal, we skip 0.5 s).
     trainer_esr = {it["name"]: it.get("esr") for it in model.report().get("items", [])}
@@ -379,6 +409,7 @@ def run_block(key: str, args) -> dict:
     twin = summarise([r["twin_esr"] for r in sc["settings"]])
     base = summarise([r["baseline_esr"] for r in sc["settings"]])
     wins = sum(1 for r in sc["settings"] if r["twin_esr"] < r["baseline_esr"])
+    guitar = [r for r in sc["settings"] if r["twin_guitar_esr"] is not None and r["baseline_guitar_esr"] is not None]
     fit_min = tr["fit_seconds"] / 60.0
     result = {
         "key": key, "plugin": spec.name, "uri": spec.uri, "block": block.id, "topology": block.topology,
@@ -390,6 +421,11 @@ def run_block(key: str, args) -> dict:
         "minutes_per_capture": fit_min / max(n_train, 1),
         "trainer_report": {"train": rep.get("train"), "holdout": rep.get("holdout")},
         "twin": twin, "baseline": base, "twin_beats_baseline": wins, "settings": sc["settings"],
+        # the same settings scored on the guitar segments only (GUITAR_KINDS): what a
+        # player hears, where the whole signal's ESR is mostly its loud sweep and noise
+        "twin_guitar": summarise([r["twin_guitar_esr"] for r in guitar]) if guitar else None,
+        "baseline_guitar": summarise([r["baseline_guitar_esr"] for r in guitar]) if guitar else None,
+        "twin_beats_baseline_guitar": sum(1 for r in guitar if r["twin_guitar_esr"] < r["baseline_guitar_esr"]),
         "alignment_checks": sc["alignment_checks"],
     }
     print_block(result)
@@ -410,6 +446,11 @@ def print_block(r: dict) -> None:
     print(f"  held-out ESR, nearest  : median {b['median']:.5f} ({b['verdict']}), worst {b['worst']:.5f} "
           f"({b['worst_verdict']}), mean {b['mean']:.5f}")
     print(f"  twin better than nearest capture at {r['twin_beats_baseline']}/{t['count']} settings")
+    tg, bg = r.get("twin_guitar"), r.get("baseline_guitar")
+    if tg and bg:
+        print(f"  same, guitar segments  : twin median {tg['median']:.5f} ({tg['verdict']}), worst {tg['worst']:.5f}; "
+              f"nearest median {bg['median']:.5f}, worst {bg['worst']:.5f}; twin better at "
+              f"{r['twin_beats_baseline_guitar']}/{tg['count']}")
     if med_t is not None:
         print(f"  issue targets ({r['topology']}): median <= {med_t:g}, worst <= {worst_t:g}, beat the baseline "
               f"(reported, not asserted)")
@@ -428,11 +469,13 @@ def print_block(r: dict) -> None:
 def print_summary(results: list[dict]) -> None:
     print("\n== summary (ESR at never-captured settings; NAM: <0.01 great, <0.035 not bad, <0.1 may sound OK)")
     print(f"  {'block':<10} {'topology':<8} {'twin med':>9} {'twin worst':>10} {'near med':>9} {'near worst':>10} "
-          f"{'wins':>6} {'fit s':>7} {'RSS MB':>7} {'min/cap':>8}")
+          f"{'wins':>6} {'gtr med':>8} {'gtr worst':>9} {'fit s':>7} {'RSS MB':>7} {'min/cap':>8}")
     for r in results:
         print(f"  {r['key']:<10} {r['topology']:<8} {r['twin']['median']:9.5f} {r['twin']['worst']:10.5f} "
               f"{r['baseline']['median']:9.5f} {r['baseline']['worst']:10.5f} "
-              f"{r['twin_beats_baseline']:>3}/{r['twin']['count']:<2} {r['fit_seconds']:7.1f} "
+              f"{r['twin_beats_baseline']:>3}/{r['twin']['count']:<2} "
+              f"{_fmt((r.get('twin_guitar') or {}).get('median')):>8} {_fmt((r.get('twin_guitar') or {}).get('worst')):>9} "
+              f"{r['fit_seconds']:7.1f} "
               f"{r['peak_rss_mb']:7.0f} {r['minutes_per_capture']:8.3f}")
 
 

@@ -172,6 +172,37 @@ def test_random_settings_are_never_captured():
     assert fidelity.verdict(0.05) == "may sound OK" and fidelity.verdict(0.5) == "poor"
 
 
+def test_fidelity_scores_the_guitar_segments_on_their_own():
+    """The benchmark's second figure: one ESR over the test signal's guitar segments
+    (the phrases and the repeated phrase), what a player hears. An error in the loud
+    sweep counts in the whole signal's ESR and not there; an error in a guitar phrase
+    counts there as its energy over the guitar segments' energy."""
+    import fidelity
+    from dsp.testsignal import _layout_unit
+
+    sr = 8000
+    layout = _layout_unit(sr, 32.0)
+    spans = fidelity.guitar_spans(layout, sr, 32 * sr)
+    assert spans == [(round(g.start_s * sr), round(g.end_s * sr)) for g in layout.segments
+                     if g.kind in ("guitar", "repeat")]
+    assert len(spans) >= 3 and {g.kind for g in layout.segments} >= {"guitar", "repeat", "sweep", "noise"}
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(32 * sr)
+    sweep = next(g for g in layout.segments if g.name == "sweep_-6")
+    a, b = int(sweep.start_s * sr), int(sweep.end_s * sr)
+    off = y.copy()
+    off[a:b] += 1.0
+    assert fidelity.esr(y, off, 0, y.size) > 0.05 and fidelity.esr_spans(y, off, spans) == 0.0
+    g0, g1 = spans[0]
+    off = y.copy()
+    off[g0:g1] *= 0.5
+    expected = 0.25 * np.sum(y[g0:g1] ** 2) / sum(np.sum(y[p:q] ** 2) for p, q in spans)
+    assert fidelity.esr_spans(y, off, spans) == pytest.approx(expected)
+    mid = (g0 + g1) // 2
+    assert fidelity.guitar_spans(layout, sr, mid) == [(g0, mid)]  # cut where the render stops
+    assert fidelity.esr_spans(y, off, []) is None
+
+
 def test_fidelity_fit_options_parse_and_default_to_the_fitters():
     """``--output-fir-every`` and ``--no-output-fir`` parse, and the benchmark's default
     for the first is the fitter's (written out in fidelity.py so that the parent does
