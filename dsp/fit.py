@@ -587,8 +587,10 @@ class Fitter:
     def _note(self, detail: str) -> None:
         """A progress event inside a long step (the init's descents and knob searches
         take minutes with the band chain): the stage's step and total as they stand,
-        and what is being done now."""
+        and what is being done now. A cancel asked for is honoured here, so it takes
+        effect within one search or descent step, not at the end of the init."""
         self._emit(self._stage_totals()[STAGES[self.stage]], detail=detail)
+        self._check_stop()
 
     def _emit(self, total, loss=None, per_item=None, detail=""):
         steps_left = total - self.step
@@ -1224,6 +1226,12 @@ class Fitter:
         names = self.topo.control_names()
         inert = {names.index(n) for n in self.topo.inert_controls()}
         screen = self.topo.descent_init()
+        # every unhinted knob starts from all its candidates (as __init__ set them): an
+        # init cancelled half-way (its checkpoint holds the knobs decided so far) is run
+        # again from the start
+        if self.topo.KNOB_CONTROLS:
+            for k in self.unhinted:
+                self.map.set_affects(k, self.topo.KNOB_CONTROLS)
         # controls other knobs already drive (their hints, or chosen here before): a knob
         # is a pot of its own, so a candidate that shares one must win clearly
         claimed = {k: {int(cc) for cc in torch.nonzero(self.map.mask[k]).flatten()}

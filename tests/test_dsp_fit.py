@@ -484,6 +484,31 @@ def test_knob_inference_screens_its_candidates_on_the_coarse_grid_where_they_are
     assert len(fine) < len(coarse) / 2, (len(fine), len(coarse))
 
 
+def test_knob_inference_stops_within_a_search_and_starts_over_from_every_candidate(monkeypatch):
+    """A cancel asked for during knob inference (minutes with the band chain) takes
+    effect at the next candidate's search, not at the end of the init. The init then
+    runs again from its start on resume, where the checkpoint may hold a knob already
+    decided: every unhinted knob is searched over all its candidates again, not only
+    over the controls it was given."""
+    from dsp.fit import Cancelled
+
+    f = _tilt_fitter(AMP_TONE_GROUP, monkeypatch)
+    calls = _spy_line_search(monkeypatch)
+    events = []
+    f._on_event = events.append
+    f._should_stop = lambda: len(events) >= 3
+    with pytest.raises(Cancelled):
+        f._infer_affects()
+    assert len(events) == 3 and len(calls) == 2 * 2, (len(events), calls)  # two searches of both ends; no third
+    f.map.set_affects(0, ["level_db"])  # as a checkpoint taken after the knob was decided holds it
+    f._should_stop = lambda: False
+    calls.clear()
+    f._infer_affects()
+    assert len({u for u, _ in calls}) > 2, calls
+    affects = f.map.knobs[0].affects
+    assert "tonestack_treble" in affects and "tonestack_bass" in affects, affects
+
+
 def _amp_drive_render(x, **ctl):
     """The amp with its drive section on, rendered at the fitter's search rate (no oversampling)."""
     return _amp_render(x, 0.0, oversample=1, drive_section=1.0, **ctl)
