@@ -322,7 +322,6 @@ class Fitter:
         # knobs without hints may drive only the topology's knob controls; the init stage
         # narrows that down from their sweeps (or a name prior for chaos-only knobs)
         self.unhinted = [k for k, kd in enumerate(self.knobs) if kd.affects is None]
-        self._detail = ""  # what the init is explaining now (progress events' detail)
         if self.topo.KNOB_CONTROLS:
             for k in self.unhinted:
                 self.map.set_affects(k, self.topo.KNOB_CONTROLS)
@@ -1432,15 +1431,15 @@ class Fitter:
                 if combo in tried:
                     continue
                 tried.append(combo)
-                self._detail = (f"{what}, structure {len(tried)} of {n_tries} ("
-                                + ", ".join(f"{k}={val:g}" for k, val in combo.items()) + ")")
-                self._note(self._detail)
+                label = (f"{what}, structure {len(tried)} of {n_tries} ("
+                         + ", ".join(f"{k}={val:g}" for k, val in combo.items()) + ")")
+                self._note(label)
                 self._restore_shared(shared0)
                 with torch.no_grad():
                     for k, val in combo.items():
                         self.topo.shared[k].fill_(val)
                 self.polarity = polarity
-                raw, loss = self._init_item(i)
+                raw, loss = self._init_item(i, label)
                 if os.environ.get("UNIT_FIT_DEBUG"):
                     print("init variant", combo, "loss", round(loss, 4), flush=True)
                 # an option this combination turns on, off in the best so far, must win
@@ -1456,9 +1455,7 @@ class Fitter:
         self._restore_shared(shared)
         more = self.cfg.descent_steps - self.cfg.descent_variant_steps
         if self.topo.descent_init() and more > 0:  # the winner goes on
-            self._detail = f"{what}, the chosen structure"
-            raw, loss = self._init_descent(i, more, start=raw)
-        self._detail = ""
+            raw, loss = self._init_descent(i, more, start=raw, what=f"{what}, the chosen structure")
         return raw, loss
 
     def _set_variants(self) -> dict[str, float]:
@@ -1477,11 +1474,12 @@ class Fitter:
             for k, v in state.items():
                 self.topo.shared[k].copy_(v)
 
-    def _init_item(self, i: int) -> tuple[torch.Tensor, float]:
+    def _init_item(self, i: int, what: str = "") -> tuple[torch.Tensor, float]:
         """Multi-start search + refinement for item ``i``: (raw controls, loss); by
-        descent instead where the topology asks for it (:meth:`_init_descent`)."""
+        descent instead where the topology asks for it (:meth:`_init_descent`; ``what``
+        names the try in its progress notes)."""
         if self.topo.descent_init():
-            return self._init_descent(i, self.cfg.descent_variant_steps)
+            return self._init_descent(i, self.cfg.descent_variant_steps, what=what)
         c = self.cfg
         topo = self.topo
         names = topo.control_names()
@@ -1553,14 +1551,15 @@ class Fitter:
         k = int(torch.argmin(l))
         return start[k].detach(), float(l[k])
 
-    def _init_descent(self, i: int, steps: int, start: torch.Tensor | None = None
+    def _init_descent(self, i: int, steps: int, start: torch.Tensor | None = None, what: str = ""
                       ) -> tuple[torch.Tensor, float]:
         """Item ``i``'s controls by ``steps`` Adam steps (with the topology's shared
         values) on random segments of it, ``descent_rows`` per step: (raw controls,
         loss on the search's level excerpts, as :meth:`_init_item` scores). Without a
         ``start``, from the small-signal fit, its polarity and output gain set by least
         squares on those excerpts. The state with the lowest excerpt loss (checked every
-        ``eval_every`` steps) is kept."""
+        ``eval_every`` steps) is kept. ``what`` names the descent in its progress notes
+        (one a step)."""
         c, topo = self.cfg, self.topo
         names = topo.control_names()
         warm = int(c.warmup_s * self.sr)
@@ -1601,11 +1600,9 @@ class Fitter:
         seg = warm + int(c.segment_s * self.sr)
         Pr = torch.full((rows,), float(self.power[i]))
         best = (score(raw), raw.detach().clone(), self._shared_state())
-        what = self._detail or f"the capture {self.items[i]['name']}"
+        what = what or f"the capture {self.items[i]['name']}"
         for s in range(1, steps + 1):
-            if s % 10 == 0:
-                self._check_stop()
-            self._note(f"{what}: descent step {s} of {steps}")
+            self._note(f"{what}: descent step {s} of {steps}")  # and a cancel is honoured
             Xs, Ys = self._segments([i] * rows, seg)
             loss = self._loss_rows(topo(Xs, raw.expand(rows, -1)), Ys, warm, Pr).mean()
             opt.zero_grad(set_to_none=True)

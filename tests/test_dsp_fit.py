@@ -558,9 +558,9 @@ def test_structural_variants_are_tried_one_after_the_other_and_can_be_set(monkey
     tried = []
     real = Fitter._init_item
 
-    def spy(self, i):
+    def spy(self, i, what=""):
         tried.append({k: float(self.topo.shared[k]) for k in self.topo.VARIANTS})
-        return real(self, i)
+        return real(self, i, what)
 
     monkeypatch.setattr(Fitter, "_init_item", spy)
     fits = []
@@ -608,7 +608,7 @@ def test_a_variant_that_adds_a_section_must_win_clearly(monkeypatch, blend_loss,
     x = guitar_like(0.3, seed=13)
     items = [dict(name="cap", knobs={}, input=x, target=x, sample_rate=SR, latency_samples=0.0, holdout=False)]
 
-    def fake(self, i):
+    def fake(self, i, what=""):
         sh = {k: float(self.topo.shared[k]) for k in self.topo.VARIANTS}
         loss = blend_loss if sh["blend_tone"] else (0.9 if sh["tonestack_position"] else 1.0)
         return self.topo.default_raw(), loss
@@ -1147,9 +1147,9 @@ def test_a_fit_with_the_band_chain_set_descends_and_trains_five_chains(monkeypat
     seen = []
     descent = Fitter._init_descent
 
-    def spy(self, i, steps, start=None):
+    def spy(self, i, steps, start=None, what=""):
         seen.append((float(self.topo.shared["band_chain"]), steps, start is None))
-        return descent(self, i, steps, start)
+        return descent(self, i, steps, start, what)
 
     monkeypatch.setattr(Fitter, "_init_descent", spy)
     cfg = FitConfig(search_candidates=4, search_excerpt_s=0.1, refine_steps=3, per_capture_steps=30,
