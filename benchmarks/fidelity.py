@@ -75,20 +75,13 @@ def esr(y: np.ndarray, y_hat: np.ndarray, start: int, stop: int) -> float:
     return float(np.sum(d * d) / max(np.sum(y * y), 1e-20))
 
 
-#: the test signal's segments a player hears: the guitar phrases (single notes, chords,
-#: palm mutes, a riff, and the repeated phrase at both ends)
-GUITAR_KINDS = ("guitar", "repeat")
-
-
 def guitar_spans(layout, sample_rate: float, stop: int) -> list[tuple[int, int]]:
-    """Sample ranges of the layout's guitar segments (``GUITAR_KINDS``), cut at ``stop``."""
-    spans = []
-    for g in layout.segments:
-        if g.kind in GUITAR_KINDS:
-            a, b = int(round(g.start_s * sample_rate)), min(int(round(g.end_s * sample_rate)), stop)
-            if b > a:
-                spans.append((a, b))
-    return spans
+    """Sample ranges of the layout's guitar segments (``dsp.testsignal.GUITAR_KINDS``: the
+    phrases and the repeated phrase), cut at ``stop`` (the layout's own
+    ``SignalLayout.guitar_spans``, which the trainer's report uses too)."""
+    if int(sample_rate) != int(layout.sample_rate):
+        raise ValueError(f"the layout is at {layout.sample_rate} Hz, the render at {sample_rate}")
+    return list(layout.guitar_spans(stop))
 
 
 def esr_spans(y: np.ndarray, y_hat: np.ndarray, spans: list[tuple[int, int]]) -> float | None:

@@ -35,6 +35,7 @@ items (``val_items``) and ends on it: a stage never leaves the fit worse than it
 ``report``       exact-path render of every item (recursive filters): ESR per item,
                  equal weight per item, held-out items separately. Items longer than
                  ``report_max_s`` are scored on evenly spread windows of that total.
+                 Items with ``guitar_spans`` get a second ESR over those alone.
 
 Memory: no audio is copied (inputs shared by identity, targets read through a latency
 offset), so a UNIT-1-size plan costs its targets once (~1 GB for 90 x 60 s).
@@ -1908,8 +1909,44 @@ class Fitter:
         return float(err / (np.sum(Y[:, warm:].astype(np.float64) ** 2) + losses.EPS))
 
     @torch.no_grad()
+    def _report_guitar_esr(self, i: int) -> float | None:
+        """ESR of item ``i`` on the exact path over its ``guitar_spans`` alone (error and
+        energy summed over them); None without spans. Each span is rendered from at
+        least 0.25 s before it (its own warm-up). Spans longer in all than
+        ``report_max_s`` are scored on ``report_max_s / report_window_s`` windows spread
+        evenly over them (a 60 s UNIT signal holds 38.5 s of guitar), so this costs at
+        most what :meth:`_report_esr` costs."""
+        c = self.cfg
+        n = len(self.x[i])
+        spans = [(max(0, int(a)), min(int(b), n)) for a, b in self.items[i].get("guitar_spans") or ()]
+        spans = [(a, b) for a, b in spans if b > a]
+        if not spans:
+            return None
+        total = sum(b - a for a, b in spans)
+        if total > int(c.report_max_s * self.sr):
+            w = int(c.report_window_s * self.sr)
+            k = max(1, int(round(c.report_max_s / c.report_window_s)))
+            ends = np.cumsum([b - a for a, b in spans])
+            windows = []
+            for u in np.linspace(0, total - w, k).astype(int):  # positions along the spans laid end to end
+                j = int(np.searchsorted(ends, u, side="right"))
+                a = spans[j][0] + int(u - (ends[j - 1] if j else 0))
+                windows.append((a, min(a + w, spans[j][1])))
+            spans = windows
+        raw = self.map(self._knob_tensor([i]))
+        warm_n = int(max(c.warmup_s, 0.25) * self.sr)
+        err = energy = 0.0
+        for a, b in spans:
+            s0 = max(0, a - warm_n)
+            yh = self.topo(torch.from_numpy(self.x[i][s0:b])[None], raw, exact=True)[0].numpy()[a - s0:]
+            y = self._target(i, a, b - a).astype(np.float64)
+            err += float(np.sum((yh - y) ** 2))
+            energy += float(np.sum(y ** 2))
+        return err / (energy + losses.EPS)
+
+    @torch.no_grad()
     def _stage_report(self):
-        per = {}
+        per, per_guitar = {}, {}
         for n_done, i in enumerate(range(len(self.items))):
             if n_done < self.step:
                 continue
@@ -1917,6 +1954,9 @@ class Fitter:
             it = self.items[i]
             e = self._report_esr(i)
             per[it["name"]] = e
+            g = self._report_guitar_esr(i)
+            if g is not None:
+                per_guitar[it["name"]] = g
             self.step = n_done + 1
             self._emit(len(self.items))
         # also the per-capture (pre-map) fit quality is in last_item_esr
@@ -1926,9 +1966,10 @@ class Fitter:
         for i, it in enumerate(self.items):
             e = per.get(it["name"])
             rows.append({"name": it["name"], "holdout": bool(it.get("holdout")), "esr": e,
+                         "guitar_esr": per_guitar.get(it["name"]),
                          "verdict": losses.verdict(e) if e is not None else None,
                          "latency_samples": self.latencies[i], "knobs": dict(it["knobs"])})
-        def stats(names):
+        def stats(names, per=per):
             v = [per[n] for n in names if n in per]
             if not v:
                 return None
@@ -1945,6 +1986,7 @@ class Fitter:
             elif len(used) < 2:
                 warnings.append(f"{kd.name}: never varied in the training captures")
         self.report = {"items": rows, "train": stats(tr), "holdout": stats(ho), "warnings": warnings,
+                       "train_guitar": stats(tr, per_guitar), "holdout_guitar": stats(ho, per_guitar),
                        "polarity": self.polarity, "fit_seconds": self._now(),
                        "topology": self.topology_name}
         self.train_esr = self.report["train"]["mean"] if self.report["train"] else None

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "GUITAR_KINDS",
     "Segment",
     "SignalLayout",
     "generate_test_signal",
@@ -68,6 +69,12 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- layout types
+
+#: the segments a player hears: the guitar phrases (single notes, chords, palm mutes, a
+#: riff) and the repeated phrase at both ends. The sweeps and the loud noise hold most of
+#: a whole capture's error energy (benchmarks/README.md, "session 21"), so the report
+#: scores these on their own too.
+GUITAR_KINDS = ("guitar", "repeat")
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,23 @@ class SignalLayout:
             if s.name == name:
                 return s
         return None
+
+    def guitar_spans(self, stop: int | None = None) -> tuple[tuple[int, int], ...]:
+        """Sample ranges ``(start, end)`` of the guitar segments (``GUITAR_KINDS``) at the
+        layout's own rate, in time order, cut at ``stop`` samples; () for any signal but
+        UNIT's own (in the NAM signal or an unknown one a repeated stretch is not known
+        to be guitar)."""
+        if self.kind != "unit":
+            return ()
+        stop = self.n_frames if stop is None else min(int(stop), self.n_frames)
+        spans = []
+        for g in sorted(self.segments, key=lambda g: g.start_s):
+            if g.kind in GUITAR_KINDS:
+                a = int(round(g.start_s * self.sample_rate))
+                b = min(int(round(g.end_s * self.sample_rate)), stop)
+                if b > a:
+                    spans.append((a, b))
+        return tuple(spans)
 
 
 # ---------------------------------------------------------------------------- small helpers

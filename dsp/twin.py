@@ -96,6 +96,10 @@ class TrainItem:
             blips), used only when the excess phase says nothing (no coherent output);
             ``None``: then the cross-correlation peak.
         holdout: ``True`` keeps the item out of training; it is scored only.
+        guitar_spans: sample ranges ``(start, end)`` of the input where it plays guitar
+            (``SignalLayout.guitar_spans``); the report scores them on their own too
+            (``guitar_esr``), since a whole capture's error is mostly its loud sweeps
+            and noise. () scores the whole capture only.
     """
 
     name: str
@@ -106,6 +110,7 @@ class TrainItem:
     latency_samples: float | None = None
     holdout: bool = False
     latency_hint: float | None = None
+    guitar_spans: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -264,8 +269,10 @@ class FittedBlock:
     def report(self) -> dict:
         """Per-item ESR (exact path), held-out and training summaries, NAM verdicts.
 
-        ``{"items": [{name, holdout, esr, verdict, latency_samples, knobs}],
+        ``{"items": [{name, holdout, esr, guitar_esr, verdict, latency_samples, knobs}],
         "train": {mean, median, worst, count, verdict} | None, "holdout": ... | None,
+        "train_guitar" / "holdout_guitar": the same over the items' ``guitar_esr`` (the
+        test signal's guitar segments alone) | None,
         "status": "complete" | "cancelled" | "budget", "structure": {option: 0 | 1},
         "sections": {switch: 0 | 1}, "fit_seconds", ...}`` (``structure``: the
         topology's structural options as this twin has them, ``dsp.structure``;
@@ -357,7 +364,7 @@ def fit_block(topology: str, knobs: list[KnobSpec], items: list[TrainItem], *, s
         its = [dict(name=it.name, knobs={k: float(v) for k, v in it.knobs.items() if k in names},
                     input=it.input, target=it.target, sample_rate=it.sample_rate,
                     latency_samples=it.latency_samples, latency_hint=it.latency_hint,
-                    holdout=it.holdout) for it in items]
+                    holdout=it.holdout, guitar_spans=tuple(it.guitar_spans)) for it in items]
         fitter = Fitter(topology, [k._def() for k in knobs], its, seed=seed, config=config)
         ckpt = os.fspath(checkpoint_path) if checkpoint_path else None
         if resume and ckpt and os.path.exists(ckpt):

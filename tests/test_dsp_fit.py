@@ -129,6 +129,54 @@ def tiny_items(data):
             for it in items[:3] + items[-1:]]
 
 
+def _span_esr(y_hat, y, spans):
+    err = sum(float(np.sum((np.float64(y_hat[a:b]) - y[a:b]) ** 2)) for a, b in spans)
+    return err / sum(float(np.sum(np.float64(y[a:b]) ** 2)) for a, b in spans)
+
+
+def test_the_report_scores_the_guitar_spans_on_their_own(data):
+    """Items with ``guitar_spans`` get a second ESR over those alone: an error outside
+    them (a burst where the test signal has its loud sweep) moves the whole capture's
+    ESR and not the guitar's; inside them it moves the guitar's, also where the spans are
+    longer than ``report_max_s`` and scored on windows (a burst at the first span's start
+    and one at the last span's end are both seen). The figure equals the same ESR
+    computed from the saved twin's own render; an item without spans has none."""
+    from dataclasses import replace
+
+    x, items = data
+    s = lambda t: int(t * SR)  # noqa: E731
+    short = ((s(0.45), s(0.55)), (s(0.70), s(0.80)))   # 0.2 s: rendered whole
+    long = ((s(0.40), s(0.70)), (s(0.75), s(0.99)))    # 0.54 s: three 0.1 s windows
+    tone = 3.0 * np.sin(2 * np.pi * 700 * np.arange(SR) / SR)
+
+    def burst(y, a, b):
+        y = y.copy()
+        y[s(a):s(b)] += tone[s(a):s(b)]
+        return y
+
+    held = items[-1]
+    its = [replace(it, guitar_spans=short) for it in items[:-2]] + [items[-2]]  # the last has none
+    its += [replace(held, guitar_spans=short),
+            replace(held, name="burst_outside", target=burst(held.target, 0.26, 0.34), guitar_spans=short),
+            replace(held, name="long", guitar_spans=long),
+            replace(held, name="burst_first", target=burst(held.target, 0.40, 0.43), guitar_spans=long),
+            replace(held, name="burst_last", target=burst(held.target, 0.96, 0.99), guitar_spans=long)]
+    cfg = replace(TINY, report_max_s=0.3, report_window_s=0.1)
+    block = fit_block("drive", KNOBS, its, seed=0, config=cfg)
+    rep = block.report()
+    rows = {r["name"]: r for r in rep["items"]}
+    g = {k: rows[k]["guitar_esr"] for k in ("held", "burst_outside", "long", "burst_first", "burst_last")}
+    print(g, rows["held"]["esr"], rows["burst_outside"]["esr"])
+    assert rows["burst_outside"]["esr"] > 2 * rows["held"]["esr"] + 0.5
+    assert g["burst_outside"] == pytest.approx(g["held"], rel=1e-9)
+    y_hat = block.render(HOLDOUT, x, SR)
+    assert g["held"] == pytest.approx(_span_esr(y_hat, held.target, short), rel=0.02)
+    assert g["burst_first"] > 10 * g["long"] + 0.2 and g["burst_last"] > 10 * g["long"] + 0.2
+    assert rows[items[-2].name]["guitar_esr"] is None and rows[items[0].name]["guitar_esr"] is not None
+    assert rep["train_guitar"]["count"] == len(items) - 2 and rep["holdout_guitar"]["count"] == 5
+    assert rep["holdout_guitar"]["worst"] == max(g.values())
+
+
 def test_cancellation_stops_early(tiny_items):
     events = []
     block = fit_block("drive", KNOBS, tiny_items, config=TINY, on_progress=events.append,

@@ -228,3 +228,20 @@ def test_repeatability_esr(sig48):
     assert 1e-4 < esr < 0.1
     assert repeatability_esr(y, SignalLayout("unknown", 48000, x.size), 48000, 0) is None
     assert repeatability_esr(y[: 30 * 48000], layout, 48000, 20) is None  # too short
+
+
+def test_guitar_spans_are_the_phrases_in_samples():
+    """The report's second ESR covers the guitar phrases and the repeated phrase, in
+    time order, in samples at the layout's rate, cut where a capture stops; the NAM
+    signal (no such segments) has none."""
+    from dsp.testsignal import GUITAR_KINDS
+
+    x, layout = generate_test_signal(44100, duration_s=40.0)
+    spans = layout.guitar_spans()
+    want = sorted((round(g.start_s * 44100), round(g.end_s * 44100)) for g in layout.segments
+                  if g.kind in GUITAR_KINDS)
+    assert spans == tuple(want) and len(spans) == 6 and spans[-1][1] <= x.size
+    assert {g.kind for g in layout.segments if g.kind not in GUITAR_KINDS} >= {"sweep", "noise", "blips"}
+    a, b = spans[2]
+    assert layout.guitar_spans(stop=(a + b) // 2) == spans[:2] + ((a, (a + b) // 2),)
+    assert analyse_input(nam_v3_like(), 48000).guitar_spans() == ()

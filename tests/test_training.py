@@ -181,3 +181,53 @@ structure = { drive_section = 1 }
     x = project.load_input().audio
     y_on, y_off = twin.render({"Gain": 5.0}, x, 48000), off.render({"Gain": 5.0}, x, 48000)
     assert np.abs(y_on - y_off).max() > 1e-3  # the section is in the rendered path
+
+
+def test_the_report_scores_the_guitar_phrases_of_the_unit_signal(tmp_path, capsys, trained):
+    """A project on UNIT's own test signal: every capture carries the signal's guitar
+    segments (``SignalLayout.guitar_spans``), and the report gives each capture's ESR on
+    them and their held-out / train summary, in the JSON and in the text; a project on
+    some other input (the tiny one's strummed notes) has no such figure."""
+    from unit_tui.audio_io import write_wav_atomic
+    from unit_tui.capture import missing_captures, run_captures
+    from unit_tui.project import Project
+    from dsp.fit import FitConfig
+    from unit_tui.training import load_items, train_block
+
+    from conftest import tiny_drive_rig
+
+    project = Project.create(tmp_path / "proj", tiny_drive_rig("Phrases"), signal_seconds=32.0)
+
+    def render(project, capture, output):
+        x = project.load_input().audio
+        g = 1.0 + 0.4 * capture.setting.get("Drive", 5.0)
+        write_wav_atomic(output, 0.5 * np.tanh(g * x), 48000, subtype="PCM_24")
+
+    assert all(o.ok for o in run_captures(project, missing_captures(project), render))
+    loaded = load_items(project, "01_Pedal")
+    spans = project.layout().guitar_spans()
+    assert len(spans) >= 3 and all(it.guitar_spans == spans for it in loaded.items)
+    assert sum(b - a for a, b in spans) > 8 * 48000  # the phrases and the repeated phrase
+    assert all(it.guitar_spans == () for it in load_items(trained, "01_Pedal").items)
+
+    tiny = dict(oversample=1, search_candidates=4, search_excerpt_s=0.1, refine_steps=2, per_capture_steps=5,
+                curve_steps=5, joint_steps=5, line_search_points=3, val_items=2)
+    train_block(project, "01_Pedal", fresh=True, config=FitConfig(**tiny))
+    assert main(["report", str(project.root), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["01_Pedal"]
+    assert all(np.isfinite(it["guitar_esr"]) for it in rep["items"])
+    assert rep["holdout_guitar"]["count"] == sum(it["holdout"] for it in rep["items"]) >= 1
+    held = [it["guitar_esr"] for it in rep["items"] if it["holdout"]]
+    assert rep["holdout_guitar"]["median"] == pytest.approx(float(np.median(held)))
+    assert main(["report", str(project.root)]) == 0
+    text = capsys.readouterr().out
+    assert "guitar segments alone" in text and f"guitar {rep['items'][0]['guitar_esr']:.4f}" in text
+    from unit_tui.analysis import accuracy_text  # the results screen's summary
+    from unit_tui.training import load_model
+
+    g = rep["holdout_guitar"]
+    summary = accuracy_text(load_model(project, "01_Pedal").report())
+    assert f"On the guitar phrases alone (what a player hears; held out): median {g['median']:.4f}" in summary
+    assert main(["report", str(trained.root)]) == 0
+    assert "guitar" not in capsys.readouterr().out
+    assert "guitar" not in accuracy_text(load_model(trained, "01_Pedal").report())

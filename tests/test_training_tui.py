@@ -206,3 +206,10 @@ async def test_a_long_steps_detail_shows_under_the_stage_line(rendered_project, 
         rec.progress(SimpleNamespace(**dict(ev, step=1), detail=""))
         await wait_for(pilot, lambda: len(stage_lines()) == 1)
         assert stage_lines()[0].startswith(f"{BLOCK}: init 1/9")
+        # the block's result: its held-out figures, the guitar phrases' too
+        report = {"train": {"median": 0.02}, "holdout": {"median": 0.031},
+                  "holdout_guitar": {"median": 0.0123, "worst": 0.02}}
+        rec.block_done(BLOCK, "complete", report)
+        await wait_for(pilot, lambda: "done" in stage_lines()[0])
+        assert stage_lines() == [f"{BLOCK}: done (complete) · train ESR 0.0200 · held-out ESR 0.0310"
+                                 " · on the guitar 0.0123"]

@@ -136,6 +136,12 @@ def accuracy_text(report: dict | None) -> str:
     if train:
         parts.append(f"On its {train.get('count', 0)} training captures: median {train['median']:.4f} "
                      f"({verdict(train['median'])}).")
+    g_hold, g_train = report.get("holdout_guitar"), report.get("train_guitar")
+    if g_hold or g_train:
+        g = g_hold or g_train
+        where = "held out" if g_hold else "training captures"
+        parts.append(f"On the guitar phrases alone (what a player hears; {where}): median {g['median']:.4f} "
+                     f"({verdict(g['median'])}), worst {g['worst']:.4f}.")
     if report.get("structure"):
         on = [k for k, v in report["structure"].items() if v]
         parts.append(f"Structure: {', '.join(on) if on else 'none of ' + ', '.join(report['structure'])} on "

@@ -272,6 +272,15 @@ def _print_report(block_id: str, rep: dict | None) -> None:
               f" worst {_verdict_line(hold.get('worst'))}")
     else:
         print("  no held-out captures: add chaos presets (add-chaos) to measure accuracy at unseen settings")
+    g_train, g_hold = rep.get("train_guitar") or {}, rep.get("holdout_guitar") or {}
+    if g_train or g_hold:
+        parts = []
+        if g_hold:
+            parts.append(f"held-out median {_verdict_line(g_hold.get('median'))}, "
+                         f"worst {_verdict_line(g_hold.get('worst'))}")
+        if g_train:
+            parts.append(f"train median {_verdict_line(g_train.get('median'))}")
+        print("  on the test signal's guitar segments alone (what a player hears): " + "; ".join(parts))
     if rep.get("structure"):
         print("  structure: " + ", ".join(f"{k} {v}" for k, v in rep["structure"].items())
               + " (set them in the rig: structure = { ... })")
@@ -286,7 +295,8 @@ def _print_report(block_id: str, rep: dict | None) -> None:
     items = sorted(rep.get("items") or [], key=lambda it: -(it.get("esr") or 0))
     for it in items:
         tag = " (held out)" if it.get("holdout") else ""
-        print(f"    {it['name']:<40} {_verdict_line(it.get('esr'))}{tag}")
+        gtr = f"  guitar {it['guitar_esr']:.4f}" if it.get("guitar_esr") is not None else ""
+        print(f"    {it['name']:<40} {_verdict_line(it.get('esr'))}{gtr}{tag}")
 
 
 def cmd_report(args) -> int:

@@ -64,6 +64,19 @@ class LoadedBlock:
     skipped: list[str]  # captures not ready, with the reason
 
 
+def guitar_spans(project: Project) -> tuple[tuple[int, int], ...]:
+    """The test signal's guitar segments in samples (the report's second ESR), or ()
+    when its layout is not known (an input other than UNIT's own signal) or is at
+    another rate than the rig's."""
+    try:
+        layout = project.layout()
+    except ProjectError:
+        return ()
+    if int(layout.sample_rate) != int(project.rig.sample_rate):
+        return ()
+    return layout.guitar_spans()
+
+
 def load_items(project: Project, block_id: str) -> LoadedBlock:
     """The ready captures of one block as TrainItems (one shared input array)."""
     from dsp.twin import TrainItem
@@ -76,6 +89,7 @@ def load_items(project: Project, block_id: str) -> LoadedBlock:
     states = [s for s in status.states if s.capture is not None and s.capture.block_id == block_id]
     held = holdout_indices([s.capture.index for s in states if s.capture.kind == "chaos"])
     x = project.load_input().audio
+    spans = guitar_spans(project)
     modelled = {k.name for k in block.modelled_knobs}
     items, skipped = [], []
     for s in states:
@@ -99,6 +113,7 @@ def load_items(project: Project, block_id: str) -> LoadedBlock:
             latency_samples=None,
             latency_hint=s.result.latency_samples if s.result is not None else None,
             holdout=s.capture.kind == "chaos" and s.capture.index in held,
+            guitar_spans=spans,
         ))
     return LoadedBlock(block, items, skipped)
 

@@ -199,6 +199,8 @@ class ResultsScreen(Screen):
             esr = item.get("esr")
             setting = "  ".join(f"{k}={v:g}" for k, v in r["setting"].items())
             extra = f" · ESR {esr:.4f} ({verdict(esr)})" if esr is not None else ""
+            if item.get("guitar_esr") is not None:
+                extra += f" · guitar {item['guitar_esr']:.4f}"
             held = " · held out" if item.get("holdout") else ""
             info.update(f"{r['capture']}{held}{extra} · {setting}  (f: next capture)")
             self.plot.show(Figure(

@@ -244,6 +244,9 @@ class TrainingScreen(Screen):
                 parts.append(f"train ESR {tr:.4f}")
             if ho is not None:
                 parts.append(f"held-out ESR {ho:.4f}")
+            gho = (rep.get("holdout_guitar") or {}).get("median")
+            if gho is not None:
+                parts.append(f"on the guitar {gho:.4f}")
             return " · ".join(parts)
         frac = bv.step / bv.total if bv.total else 0.0
         width = 16
