@@ -159,11 +159,12 @@ def _resampler(block) -> dict | None:
 
 
 def _current_ranges(block) -> dict:
-    """The block's knob map with the control specs the twin renders with.
+    """The block's knob map, checked against the topology's controls.
 
-    ``FittedBlock.render`` squashes raw controls with the CURRENT topology's ranges,
-    while the map carries the ranges of the fit; they differ only for a model fitted
-    before a range changed. The export follows render (what the user heard)."""
+    ``FittedBlock.render`` squashes raw controls with the ranges the map carries (those
+    of its fit, ``Topology.use_control_ranges``), so the export keeps them: a model
+    fitted before a range changed plays in the plugin as it renders. Other controls (a
+    renamed or added one) cannot be exported: fit again."""
     from dsp.topologies import TOPOLOGIES
 
     km = block.knob_map
@@ -171,8 +172,6 @@ def _current_ranges(block) -> dict:
     if [c["name"] for c in km["controls"]] != [c["name"] for c in current]:
         raise ValueError(f"this {block.topology} twin was fitted with other controls "
                          f"({[c['name'] for c in km['controls']]}); fit it again to export it")
-    if _plain(km["controls"]) != _plain(current):
-        km = dict(km, controls=current)
     return km
 
 

@@ -274,12 +274,21 @@ def biquad_coeffs(kind: str, sample_rate: float, cutoff_hz, q=0.7071, gain_db=0.
     return _bilinear_biquad(num, den, k)
 
 
+#: the highest cut-off of a one-pole, as a fraction of its sample rate (:func:`onepole_coeffs`)
+ONEPOLE_MAX_FRACTION = 0.498
+
+
 def onepole_coeffs(kind: str, sample_rate: float, cutoff_hz) -> tuple[torch.Tensor, torch.Tensor]:
     """First-order low/high-pass by the pre-warped bilinear transform (-3 dB at cut-off).
 
     Args:
         kind: "lowpass" (analog 1/(1 + s/ω0)) or "highpass" ((s/ω0)/(1 + s/ω0)).
-        sample_rate: Hz. cutoff_hz: Hz, 0 < f < fs/2.
+        sample_rate: Hz. cutoff_hz: Hz, > 0. A cut-off above ``ONEPOLE_MAX_FRACTION``
+            x fs (0.498: 23.9 kHz at 48 kHz) is taken as that: a low-pass there is
+            flat within 0.1 dB to 23 kHz, so a low-pass whose range reaches past the
+            rate's Nyquist can open fully (the bilinear transform puts every
+            low-pass's zero at Nyquist: at 20 kHz it takes 13 dB off 23 kHz and turns
+            the phase there by tens of degrees, which a plugin flat to Nyquist does not).
 
     Returns (b, a) of shape (*cutoff_hz.shape, 2). With K = tan(π·cutoff_hz/fs):
 
@@ -291,7 +300,7 @@ def onepole_coeffs(kind: str, sample_rate: float, cutoff_hz) -> tuple[torch.Tens
     if kind not in ONEPOLE_KINDS:
         raise ValueError(f"unknown one-pole kind {kind!r}; expected one of {ONEPOLE_KINDS}")
     (cutoff_hz,) = as_tensors(cutoff_hz)
-    k = torch.tan(math.pi * cutoff_hz / sample_rate)
+    k = torch.tan(math.pi * cutoff_hz.clamp(max=ONEPOLE_MAX_FRACTION * sample_rate) / sample_rate)
     norm = 1.0 + k
     a = torch.stack([torch.ones_like(k), (k - 1.0) / norm], dim=-1)
     if kind == "lowpass":

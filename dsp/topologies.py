@@ -33,7 +33,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -367,9 +367,25 @@ class Topology(nn.Module):
         return {}
 
     # -- the one raw -> physical map ------------------------------------------------
+    #: the specs whose ranges squash raw controls: the class's ``CONTROLS`` unless an
+    #: instance is given a fitted twin's own (:meth:`use_control_ranges`)
+    control_specs: tuple[ControlSpec, ...] | None = None
+
+    def use_control_ranges(self, controls: list[dict]) -> None:
+        """Squash raw controls with these ranges (a knob map's ``controls``: the ranges
+        its twin was fitted with) instead of the class's, so a twin renders as it was
+        fitted after a control's range changed. Names and order must be the class's."""
+        if [c["name"] for c in controls] != self.control_names():
+            raise ValueError(f"this {self.NAME} twin was fitted with other controls "
+                             f"({[c['name'] for c in controls]}); fit it again")
+        self.control_specs = tuple(
+            replace(spec, minimum=float(c["minimum"]), maximum=float(c["maximum"]), scale=str(c["scale"]))
+            for spec, c in zip(self.CONTROLS, controls))
+
     def get_controls(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         """Map raw ``(B, C)`` to physical controls ``{name: (B,)}`` plus shared values."""
-        out = {c.name: c.to_physical(raw[:, i]) for i, c in enumerate(self.CONTROLS)}
+        specs = self.control_specs or self.CONTROLS
+        out = {c.name: c.to_physical(raw[:, i]) for i, c in enumerate(specs)}
         out.update(self.shared_physical())
         return out
 
@@ -584,6 +600,13 @@ AMP_DRIVE_BAND_LIMITS_HZ = (120.0, 6500.0)
 #: 6531))`` in front of five copies of the amp: its Studio Preamp, Big Chump, ...)
 CHAIN_BANDS = 5
 CHAIN_CROSSOVERS_HZ = (86.0, 210.0, 1200.0, 6531.0)
+#: the interstage low-passes' top: past the Nyquist of any rate the twin runs at, so a
+#: low-pass can open fully (:func:`dsp.filters.onepole_coeffs` takes 0.498 fs at most).
+#: Their top was 20 kHz, where the bilinear low-pass still takes 13 dB off 23 kHz at
+#: 48 kHz; every Studio Preamp fit pinned both there, and its loud noise missed above
+#: 16 kHz (benchmarks/README.md, "session 22"). A twin fitted with the old range keeps
+#: it (the knob map's own ranges squash its controls, ``Topology.control_specs``).
+INTER_LP_MAX_HZ = 96000.0
 #: Marshall JCM800-like starting point (Yeh & Smith table; Peavey values are disputed)
 AMP_TONESTACK_INIT = dict(r1_ohm=220e3, r2_ohm=1e6, r3_ohm=22e3, r4_ohm=33e3,
                           c1_farad=470e-12, c2_farad=22e-9, c3_farad=22e-9)
@@ -645,11 +668,11 @@ class AmpTopology(Topology):
         ControlSpec("pre_gain_db", "dB", -20.0, 60.0, 20.0, "lin", "gain into tube stage 1 (Pre_Gain)"),
         ControlSpec("tube1_bias", "", -0.8, 0.8, 0.2, "lin", "stage 1 operating point"),
         ControlSpec("inter1_hp_hz", "Hz", 10.0, 2000.0, 100.0, "log", "interstage 1 high-pass"),
-        ControlSpec("inter1_lp_hz", "Hz", 1000.0, 20000.0, 10000.0, "log", "interstage 1 low-pass"),
+        ControlSpec("inter1_lp_hz", "Hz", 1000.0, INTER_LP_MAX_HZ, 10000.0, "log", "interstage 1 low-pass"),
         ControlSpec("stage2_gain_db", "dB", -20.0, 50.0, 10.0, "lin", "gain into tube stage 2"),
         ControlSpec("tube2_bias", "", -0.8, 0.8, 0.2, "lin", "stage 2 operating point"),
         ControlSpec("inter2_hp_hz", "Hz", 10.0, 2000.0, 60.0, "log", "interstage 2 high-pass"),
-        ControlSpec("inter2_lp_hz", "Hz", 1000.0, 20000.0, 8000.0, "log", "interstage 2 low-pass"),
+        ControlSpec("inter2_lp_hz", "Hz", 1000.0, INTER_LP_MAX_HZ, 8000.0, "log", "interstage 2 low-pass"),
         ControlSpec("tonestack_treble", "fraction", 0.0, 1.0, 0.5, "lin", "treble pot (Treble)"),
         ControlSpec("tonestack_mid", "fraction", 0.0, 1.0, 0.5, "lin", "mid pot (Mid)"),
         ControlSpec("tonestack_bass", "fraction", 0.0, 1.0, 0.5, "lin", "bass pot (Bass)"),

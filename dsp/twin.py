@@ -221,6 +221,9 @@ class FittedBlock:
                     topo.shared[k].fill_(v)
             if self.output_fir is not None:
                 topo.set_output_fir(self.output_fir)
+            # its controls squash with the ranges it was fitted with (a range widened
+            # since, e.g. the amp's interstage low-passes, leaves it as it was)
+            topo.use_control_ranges(self.knob_map["controls"])
             self._topo, self._map = topo, KnobControlMap.from_dict(self.knob_map)
         return self._topo, self._map
 

@@ -142,6 +142,26 @@ def test_minus_3db_at_cutoff(fs, kind):
         assert abs(db(h[1])) < 1e-9 and db(h[2]) < -3.0103
 
 
+@pytest.mark.parametrize("fs", [44100.0, 48000.0, 96000.0])
+def test_a_onepole_lowpass_past_nyquist_opens_fully(fs):
+    """A one-pole low-pass whose cut-off is at or past 0.498 fs is taken as there: flat
+    within 0.05 dB to 0.48 fs (23 kHz at 48 kHz), where one at 20 kHz takes 13 dB off 23
+    kHz at 48 kHz; the same coefficients for every cut-off past the limit, and the same
+    response as before below it."""
+    f = t64([0.48 * fs])
+    for cut in (0.498 * fs, 0.6 * fs, 96000.0, 1e6):
+        b, a = F.onepole_coeffs("lowpass", fs, t64(cut))
+        assert db(F.freq_response(b, a, f, fs)[0]) > -0.05
+        b0, a0 = F.onepole_coeffs("lowpass", fs, t64(0.498 * fs))
+        assert torch.equal(b, b0) and torch.equal(a, a0)
+    if fs == 48000.0:
+        b, a = F.onepole_coeffs("lowpass", fs, t64(20000.0))
+        assert db(F.freq_response(b, a, t64([23000.0]), fs)[0]) < -12.0
+    k = math.tan(math.pi * 0.3)  # below the limit: K = tan(pi f / fs) as ever
+    b, a = F.onepole_coeffs("lowpass", fs, t64(0.3 * fs))
+    assert float(b[0]) == pytest.approx(k / (1 + k), rel=1e-12)
+
+
 @pytest.mark.parametrize("fs", SAMPLE_RATES)
 def test_shelf_peak_and_bandpass_gains(fs):
     for g in (-12.0, 6.0):

@@ -1050,6 +1050,48 @@ def test_amp_twin_saved_before_output_dc_renders_the_same():
     assert not np.allclose(dc.render({}, x, SR), new.render({}, x, SR), atol=1e-4)
 
 
+def test_amp_twin_fitted_with_the_old_lowpass_range_renders_as_fitted():
+    """The interstage low-passes' range now reaches past Nyquist (``INTER_LP_MAX_HZ``;
+    their top was 20 kHz). A twin fitted with the old range squashes its raw controls
+    with its map's own ranges, so its cut-offs, and its output, are what they were: the
+    same as a twin given those physical values in the new ranges."""
+    from dsp import export
+    from dsp.controls import KnobDef
+    from dsp.topologies import INTER_LP_MAX_HZ, TOPOLOGIES
+
+    knobs = [KnobDef("Gain", affects=("pre_gain_db", "inter1_lp_hz"))]
+    old = export.synthetic_block("amp", knobs, seed=7, base={"inter1_lp_hz": 15000.0, "inter2_lp_hz": 19000.0})
+    d = old.to_dict()
+    for c in d["knob_map"]["controls"]:
+        if c["name"] in ("inter1_lp_hz", "inter2_lp_hz"):
+            assert c["maximum"] == INTER_LP_MAX_HZ > 48000
+            c["maximum"] = 20000.0  # as the twin was saved before the change
+    old = FittedBlock.from_dict(d)
+    cut = {k: old.controls({"Gain": 3.0})[k] for k in ("inter1_lp_hz", "inter2_lp_hz")}
+    assert all(1000.0 < v < 20000.0 for v in cut.values())
+    # the same raw values squashed with the class's ranges: other cut-offs
+    same = export.synthetic_block("amp", knobs, seed=7, base={"inter1_lp_hz": 15000.0, "inter2_lp_hz": 19000.0})
+    x = guitar_like(0.5, seed=4)
+    topo, m = old._modules()
+    with torch.no_grad():
+        raw = m(m.knob_tensor([{"Gain": 3.0}])).clone()
+        phys = topo.get_controls(raw)
+        for k in cut:
+            i = topo.control_names().index(k)
+            assert float(phys[k][0]) == pytest.approx(cut[k], rel=1e-5)
+            raw[0, i] = TOPOLOGIES["amp"].spec(k).to_raw(float(phys[k][0])).float()
+        plain = make_topology("amp", SR, old.oversample)
+        for k, v in old.shared_raw.items():
+            plain.shared[k].fill_(v)
+        if old.output_fir is not None:
+            plain.set_output_fir(old.output_fir)
+        want = plain(torch.from_numpy(x.astype(np.float64))[None], raw, exact=True)[0].numpy() * old.polarity
+    y = old.render({"Gain": 3.0}, x, SR)
+    np.testing.assert_allclose(y, want, atol=2e-5)
+    assert same.controls({"Gain": 3.0})["inter2_lp_hz"] > 1.2 * cut["inter2_lp_hz"]
+    assert not np.allclose(same.render({"Gain": 3.0}, x, SR), y, atol=1e-4)
+
+
 def test_knob_inference_prefers_controls_no_other_knob_drives(monkeypatch):
     """A knob is a pot of its own: knob inference gives an unhinted knob a control that
     another knob already drives (by its hints, or inferred before it) only when that

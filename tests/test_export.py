@@ -24,6 +24,7 @@ import pytest
 
 from conftest import amp_knobs, drive_knobs  # one definition, shared with the JUCE build fixture
 from dsp import export
+from dsp.topologies import TOPOLOGIES
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
@@ -483,15 +484,18 @@ def test_a_model_older_than_the_engine_is_refused_with_a_clear_message(render_bi
 
 
 def test_stale_control_ranges_follow_render(render_bin, tmp_path):
-    """A map saved before a control's range changed: render squashes with the current
-    topology's ranges, so the export does too (and parity holds)."""
+    """A map saved before a control's range changed (here: the interstage low-passes'
+    old 20 kHz top, and a wider Bias range): render squashes with the ranges the map
+    carries, the export keeps them, and the plugin plays what render computes."""
     block = random_block("amp", amp_knobs(), seed=18)
-    stale = next(c for c in block.knob_map["controls"] if c["name"] == "pa_bias")
-    stale["maximum"] = stale["maximum"] + 0.3
+    stale = {c["name"]: c for c in block.knob_map["controls"]}
+    stale["pa_bias"]["maximum"] += 0.3
+    stale["inter1_lp_hz"]["maximum"] = stale["inter2_lp_hz"]["maximum"] = 20000.0
     models = {"01_Amp": block}
     model, doc = write_model(tmp_path, models)
-    spec = next(c for c in doc["blocks"][0]["knob_map"]["controls"] if c["name"] == "pa_bias")
-    assert spec["maximum"] != stale["maximum"]
+    spec = {c["name"]: c for c in doc["blocks"][0]["knob_map"]["controls"]}
+    assert spec["pa_bias"]["maximum"] == stale["pa_bias"]["maximum"]
+    assert spec["inter1_lp_hz"]["maximum"] == 20000.0 < TOPOLOGIES["amp"].spec("inter1_lp_hz").maximum
     check_parity(render_bin, model, doc, models, 48000, [{}])
     bad = random_block("drive", drive_knobs(), seed=1)
     bad.knob_map["controls"][0]["name"] = "renamed_hz"

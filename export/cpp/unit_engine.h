@@ -297,9 +297,10 @@ struct Section {
     }
 };
 
-/// Bilinear one-pole, pre-warped (dsp.filters.onepole_coeffs): K = tan(pi f / fs).
+/// Bilinear one-pole, pre-warped (dsp.filters.onepole_coeffs): K = tan(pi f / fs), the
+/// cut-off taken as at most 0.498 fs (ONEPOLE_MAX_FRACTION: a low-pass that opens fully).
 inline void onepole(Section& s, bool highpass, double fs, double cutoffHz) {
-    double k = prewarp(cutoffHz, fs), norm = 1.0 + k;
+    double k = prewarp(std::min(cutoffHz, 0.498 * fs), fs), norm = 1.0 + k;
     s.a1 = (k - 1.0) / norm;
     s.a2 = 0;
     s.b2 = 0;
