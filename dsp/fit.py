@@ -63,7 +63,10 @@ from dsp.topologies import OUTPUT_LP_CONTROLS, Topology, make_topology
 __all__ = ["FitConfig", "Fitter", "measure_latency", "excess_delay", "shift_signal", "STAGES", "CHECKPOINT_VERSION"]
 
 STAGES = ("latency", "init", "per_capture", "curves", "joint", "report")
-CHECKPOINT_VERSION = 4
+#: 5: the amp's interstage low-pass ranges widened (session 22): a fit checkpointed
+#: before holds raw values that the new ranges squash to other cut-offs, so it starts
+#: afresh (the job runner does so on a mismatch) rather than resume with them
+CHECKPOINT_VERSION = 5
 
 
 @dataclass
