@@ -1889,18 +1889,32 @@ class Fitter:
             vals.append(float(losses.esr(yh[:, warm:], y[:, warm:])[0]))
         self.holdout_esr = float(np.mean(vals))
 
+    def _guitar_spans(self, i: int) -> list[tuple[int, int]]:
+        """Item ``i``'s ``guitar_spans`` cut to its input (empty ones dropped)."""
+        n = len(self.x[i])
+        spans = [(max(0, int(a)), min(int(b), n)) for a, b in self.items[i].get("guitar_spans") or ()]
+        return [(a, b) for a, b in spans if b > a]
+
     @torch.no_grad()
-    def _report_esr(self, i: int) -> float:
-        """ESR of item ``i`` on the exact path. Items up to ``report_max_s`` are rendered
-        whole; longer ones in ``report_max_s / report_window_s`` windows spread evenly
-        over the capture, each after its own warm-up of at least 0.25 s (errors and energies summed
-        over the windows), so the report costs the same for a 60 s capture."""
+    def _report_esr(self, i: int) -> tuple[float, float | None]:
+        """ESR of item ``i`` on the exact path, and over its guitar spans alone (None
+        without spans). Items up to ``report_max_s`` are rendered whole, once for both
+        figures; longer ones in ``report_max_s / report_window_s`` windows spread evenly
+        over the capture, each after its own warm-up of at least 0.25 s (errors and
+        energies summed over the windows), so the report costs the same for a 60 s
+        capture, and their guitar spans by :meth:`_report_guitar_esr`."""
         c = self.cfg
         raw = self.map(self._knob_tensor([i]))
         n = len(self.x[i])
         if n <= int(c.report_max_s * self.sr):
             yh = self.topo(torch.from_numpy(self.x[i])[None], raw, exact=True)[0].numpy()
-            return losses.esr_numpy(yh, self._target(i, 0, n))
+            y = self._target(i, 0, n)
+            spans = self._guitar_spans(i)
+            guitar = None
+            if spans:
+                yg, yhg = (np.concatenate([v[a:b] for a, b in spans]).astype(np.float64) for v in (y, yh))
+                guitar = float(np.sum((yhg - yg) ** 2) / (np.sum(yg ** 2) + losses.EPS))
+            return losses.esr_numpy(yh, y), guitar
         warm = int(max(c.warmup_s, 0.25) * self.sr)  # the 5 Hz DC blocker settles (tau 32 ms)
         w = int(c.report_window_s * self.sr)
         k = max(1, int(round(c.report_max_s / c.report_window_s)))
@@ -1909,20 +1923,18 @@ class Fitter:
         Y = np.stack([self._target(i, s - warm, w + warm) for s in starts])
         yh = self.topo(torch.from_numpy(X), raw.expand(k, -1), exact=True).numpy()
         err = np.sum((yh[:, warm:] - Y[:, warm:].astype(np.float64)) ** 2)
-        return float(err / (np.sum(Y[:, warm:].astype(np.float64) ** 2) + losses.EPS))
+        return float(err / (np.sum(Y[:, warm:].astype(np.float64) ** 2) + losses.EPS)), self._report_guitar_esr(i, raw)
 
     @torch.no_grad()
-    def _report_guitar_esr(self, i: int) -> float | None:
-        """ESR of item ``i`` on the exact path over its ``guitar_spans`` alone (error and
-        energy summed over them); None without spans. Each span is rendered from at
-        least 0.25 s before it (its own warm-up). Spans longer in all than
-        ``report_max_s`` are scored on ``report_max_s / report_window_s`` windows spread
-        evenly over them (a 60 s UNIT signal holds 38.5 s of guitar), so this costs at
-        most what :meth:`_report_esr` costs."""
+    def _report_guitar_esr(self, i: int, raw: torch.Tensor) -> float | None:
+        """ESR of a long item ``i`` (raw controls ``raw``) on the exact path over its
+        ``guitar_spans`` alone (error and energy summed over them); None without spans.
+        Each span is rendered from at least 0.25 s before it (its own warm-up). Spans
+        longer in all than ``report_max_s`` are scored on ``report_max_s /
+        report_window_s`` windows spread evenly over them (a 60 s UNIT signal holds 38.5
+        s of guitar), so this costs at most what the item's own windows cost."""
         c = self.cfg
-        n = len(self.x[i])
-        spans = [(max(0, int(a)), min(int(b), n)) for a, b in self.items[i].get("guitar_spans") or ()]
-        spans = [(a, b) for a, b in spans if b > a]
+        spans = self._guitar_spans(i)
         if not spans:
             return None
         total = sum(b - a for a, b in spans)
@@ -1936,7 +1948,6 @@ class Fitter:
                 a = spans[j][0] + int(u - (ends[j - 1] if j else 0))
                 windows.append((a, min(a + w, spans[j][1])))
             spans = windows
-        raw = self.map(self._knob_tensor([i]))
         warm_n = int(max(c.warmup_s, 0.25) * self.sr)
         err = energy = 0.0
         for a, b in spans:
@@ -1955,9 +1966,8 @@ class Fitter:
                 continue
             self._check_stop()
             it = self.items[i]
-            e = self._report_esr(i)
+            e, g = self._report_esr(i)
             per[it["name"]] = e
-            g = self._report_guitar_esr(i)
             if g is not None:
                 per_guitar[it["name"]] = g
             self.step = n_done + 1

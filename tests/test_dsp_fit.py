@@ -140,7 +140,8 @@ def test_the_report_scores_the_guitar_spans_on_their_own(data):
     ESR and not the guitar's; inside them it moves the guitar's, also where the spans are
     longer than ``report_max_s`` and scored on windows (a burst at the first span's start
     and one at the last span's end are both seen). The figure equals the same ESR
-    computed from the saved twin's own render; an item without spans has none."""
+    computed from the saved twin's own render, for items rendered whole and for items
+    scored on windows; an item without spans has none."""
     from dataclasses import replace
 
     x, items = data
@@ -175,6 +176,15 @@ def test_the_report_scores_the_guitar_spans_on_their_own(data):
     assert rows[items[-2].name]["guitar_esr"] is None and rows[items[0].name]["guitar_esr"] is not None
     assert rep["train_guitar"]["count"] == len(items) - 2 and rep["holdout_guitar"]["count"] == 5
     assert rep["holdout_guitar"]["worst"] == max(g.values())
+    # items up to report_max_s are rendered once, whole, for both figures: the guitar
+    # figure is then the whole render's, over the spans
+    block = fit_block("drive", KNOBS, its, seed=0, config=TINY)
+    rows = {r["name"]: r for r in block.report()["items"]}
+    y_hat = block.render(HOLDOUT, x, SR)
+    assert rows["held"]["guitar_esr"] == pytest.approx(_span_esr(y_hat, held.target, short), rel=1e-5)
+    assert rows["long"]["guitar_esr"] == pytest.approx(_span_esr(y_hat, held.target, long), rel=1e-5)
+    assert rows["burst_outside"]["guitar_esr"] == rows["held"]["guitar_esr"]
+    assert rows["burst_outside"]["esr"] > 2 * rows["held"]["esr"] + 0.5
 
 
 def test_cancellation_stops_early(tiny_items):
