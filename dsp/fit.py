@@ -334,6 +334,10 @@ class Fitter:
         self.holdout_esr: float | None = None
         self.train_esr: float | None = None
         self.report: dict | None = None
+        # the report stage's per-item figures so far ({"esr": {name: ESR}, "guitar":
+        # {name: ESR}}), checkpointed: a report cut by a cancel resumes where it stopped
+        # and still scores every item
+        self.report_partial: dict[str, dict[str, float]] = {"esr": {}, "guitar": {}}
         self.cancelled = False
         self.fingerprint = self._fingerprint()
         self.x: list[np.ndarray] = []
@@ -372,6 +376,7 @@ class Fitter:
             "affects": [kd.affects for kd in self.map.knobs],
             "gen": self.gen.get_state(), "last_item_esr": self.last_item_esr,
             "holdout_esr": self.holdout_esr, "train_esr": self.train_esr, "report": self.report,
+            "report_partial": self.report_partial,
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -394,6 +399,8 @@ class Fitter:
         self.gen.set_state(s["gen"])
         self.last_item_esr, self.holdout_esr = s["last_item_esr"], s["holdout_esr"]
         self.train_esr, self.report = s["train_esr"], s["report"]
+        part = s.get("report_partial") or {}
+        self.report_partial = {"esr": dict(part.get("esr", {})), "guitar": dict(part.get("guitar", {}))}
 
     def save_checkpoint(self, path: str) -> None:
         tmp = f"{path}.tmp{os.getpid()}"
@@ -1960,17 +1967,19 @@ class Fitter:
 
     @torch.no_grad()
     def _stage_report(self):
-        per, per_guitar = {}, {}
-        for n_done, i in enumerate(range(len(self.items))):
-            if n_done < self.step:
-                continue
+        if self.step == 0:  # a fresh report (a resumed one keeps what it scored)
+            self.report_partial = {"esr": {}, "guitar": {}}
+        per, per_guitar = self.report_partial["esr"], self.report_partial["guitar"]
+        for i, it in enumerate(self.items):
+            if it["name"] in per:  # scored before a cancel; an item the checkpoint
+                continue           # lacks is scored whatever the step says
             self._check_stop()
-            it = self.items[i]
             e, g = self._report_esr(i)
             per[it["name"]] = e
             if g is not None:
                 per_guitar[it["name"]] = g
-            self.step = n_done + 1
+            self.step = max(self.step, i + 1)
+            self._tick()
             self._emit(len(self.items))
         # also the per-capture (pre-map) fit quality is in last_item_esr
         tr = [self.items[i]["name"] for i in self.train_idx]
@@ -2005,4 +2014,4 @@ class Fitter:
         self.train_esr = self.report["train"]["mean"] if self.report["train"] else None
         if self.report["holdout"]:
             self.holdout_esr = self.report["holdout"]["mean"]
-        self.last_item_esr = per
+        self.last_item_esr = dict(per)

@@ -225,6 +225,34 @@ def test_checkpoint_and_resume_continue_deterministically(tiny_items, tmp_path):
         fit_block("drive", KNOBS, other, seed=3, config=TINY, checkpoint_path=ckpt, resume=True)
 
 
+def test_a_report_cut_by_a_cancel_resumes_and_scores_every_item(tiny_items, tmp_path):
+    """The report stage's per-item figures live in the checkpoint: a fit cancelled
+    halfway through its report and resumed reports every capture, with the figures
+    of a fit never cut (the items scored before the cut are not lost)."""
+    full = fit_block("drive", KNOBS, tiny_items, seed=3, config=TINY).report()
+    ckpt = tmp_path / "fit.ckpt"
+    seen: list[Progress] = []
+    cut = len(tiny_items) // 2
+
+    def stop():
+        return any(e.stage == "report" and e.step >= cut for e in seen)
+
+    part = fit_block("drive", KNOBS, tiny_items, seed=3, config=TINY, on_progress=seen.append,
+                     should_stop=stop, checkpoint_path=ckpt)
+    assert part.report()["status"] == "cancelled"
+    after: list[Progress] = []
+    rep = fit_block("drive", KNOBS, tiny_items, seed=3, config=TINY, on_progress=after.append,
+                    checkpoint_path=ckpt, resume=True).report()
+    assert (after[0].stage, after[0].step) == ("report", cut + 1)  # only the rest is scored
+    assert rep["status"] == "complete"
+    esr = {r["name"]: r["esr"] for r in rep["items"]}
+    assert None not in esr.values() and len(esr) == len(tiny_items)
+    assert esr == {r["name"]: r["esr"] for r in full["items"]}
+    for key in ("train", "holdout"):
+        assert rep[key]["count"] == full[key]["count"]
+        assert rep[key]["median"] == full[key]["median"]
+
+
 def test_fitted_block_save_load_render(tiny_items, tmp_path):
     block = fit_block("drive", KNOBS, tiny_items, seed=0, config=TINY)
     path = tmp_path / "drive.twin.json"
