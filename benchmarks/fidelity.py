@@ -178,7 +178,8 @@ def train_child(args) -> int:
                                config=FitConfig(variants=parse_variants(args.variant),
                                                 output_fir=not args.no_output_fir,
                                                 output_fir_every=args.output_fir_every,
-                                                **({"oversample": args.oversample} if args.oversample else {})))
+                                                **({"oversample": args.oversample} if args.oversample else {}),
+                                                **parse_fit(args.fit)))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
@@ -202,9 +203,32 @@ def parse_variants(pairs: list[str] | None) -> dict | None:
     return out or None
 
 
+def parse_fit(pairs: list[str] | None) -> dict:
+    """``["per_capture_frac=0.35"]`` -> ``{"per_capture_frac": 0.35}`` (FitConfig fields,
+    numbers; an int field keeps its type)."""
+    from dataclasses import fields
+
+    from dsp.fit import FitConfig
+
+    types = {f.name: f.type for f in fields(FitConfig)}
+    out = {}
+    for p in pairs or ():
+        k, sep, v = p.partition("=")
+        k = k.strip()
+        if not sep or k not in types:
+            raise SystemExit(f"fidelity: --fit {p!r}: write FIELD=VALUE with a FitConfig field, e.g. "
+                             "per_capture_frac=0.35")
+        try:
+            out[k] = int(v) if types[k] in (int, "int") else float(v)
+        except ValueError:
+            raise SystemExit(f"fidelity: --fit {p!r}: {k} takes a number") from None
+    return out
+
+
 def train(project, block_id: str, minutes: float | None, seed: int, every: float,
           variants: list[str] | None = None, no_output_fir: bool = False,
-          output_fir_every: int = FIR_EVERY, oversample: int | None = None) -> dict:
+          output_fir_every: int = FIR_EVERY, oversample: int | None = None,
+          fit: list[str] | None = None) -> dict:
     """Train in a child process; its own peak RSS (``wait4``) and wall time."""
     with tempfile.TemporaryDirectory(prefix="unit-fid") as tmp:
         out = Path(tmp, "train.json")
@@ -214,6 +238,8 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
             cmd += ["--minutes", str(minutes)]
         for v in variants or ():
             cmd += ["--variant", v]
+        for v in fit or ():
+            cmd += ["--fit", v]
         if no_output_fir:
             cmd.append("--no-output-fir")
         cmd += ["--output-fir-every", str(output_fir_every)]
@@ -390,7 +416,7 @@ def run_block(key: str, args) -> dict:
         print(f"  training {block.id} ({block.topology}), budget "
               f"{'none' if args.minutes is None else f'{args.minutes:g} min'} ...", flush=True)
         tr = train(project, block.id, args.minutes, args.seed, args.every, args.variant, args.no_output_fir,
-                   args.output_fir_every, args.oversample)
+                   args.output_fir_every, args.oversample, args.fit)
         tr["minutes_budget"] = args.minutes
         saved.write_text(json.dumps(tr, indent=1, default=float))
     rep = tr["report"]
@@ -522,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oversample", type=int, choices=(1, 2, 4), default=None,
                    help="the twin's oversampling (FitConfig.oversample; default 2): 1 runs the "
                         "shapers at the base rate, as Guitarix's tube tables do")
+    p.add_argument("--fit", action="append", metavar="FIELD=VALUE",
+                   help="set a FitConfig field for this run (numbers only), e.g. --fit per_capture_frac=0.35; "
+                        "repeatable (for development)")
     p.add_argument("--score-only", action="store_true",
                    help="do not train: score the model saved by the last run in WORK (for development)")
     # internal: the training child process

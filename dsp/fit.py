@@ -94,6 +94,9 @@ class FitConfig:
     # block sets them with ``structure = {...}``); the rest are decided as usual
     variants: dict | None = None
     per_capture_steps: int = 200
+    # with a time budget, the per-capture stage ends at this fraction of it (the joint
+    # fit at 0.9): the rest before the joint fit's end is the joint fit's
+    per_capture_frac: float = 0.5
     curve_steps: int = 300
     joint_steps: int = 200
     lr_controls: float = 0.05
@@ -1670,7 +1673,7 @@ class Fitter:
 
         self._after_step = after
         try:
-            self._optimise(c.per_capture_steps, groups, step_fn, stop_frac=0.5,
+            self._optimise(c.per_capture_steps, groups, step_fn, stop_frac=c.per_capture_frac,
                            validate=lambda: self._validate(
                                lambda idx: self.map.additive(self._knob_tensor(idx)) + delta[idx] * dmask[idx]))
             after(c.per_capture_steps)  # the kept best state -> item_delta, item_raw

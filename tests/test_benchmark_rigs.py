@@ -215,3 +215,21 @@ def test_fidelity_fit_options_parse_and_default_to_the_fitters():
     args = fidelity.build_parser().parse_args(["--output-fir-every", "0", "--no-output-fir"])
     assert args.output_fir_every == 0 and args.no_output_fir
     assert fidelity.build_parser().parse_args([]).output_fir_every == FitConfig().output_fir_every
+
+
+def test_fidelity_fit_fields_parse_with_their_types_and_unknown_ones_are_refused():
+    """``--fit FIELD=VALUE`` sets FitConfig fields for a development run: an int field
+    stays an int, a float a float, and a field the fitter does not have is refused with
+    a message naming the option."""
+    import fidelity
+
+    from dsp.fit import FitConfig
+
+    got = fidelity.parse_fit(["per_capture_frac=0.35", "joint_steps=300"])
+    assert got == {"per_capture_frac": 0.35, "joint_steps": 300}
+    assert isinstance(got["joint_steps"], int)
+    assert FitConfig(**got).per_capture_frac == 0.35
+    assert fidelity.build_parser().parse_args(["--fit", "joint_steps=3"]).fit == ["joint_steps=3"]
+    for bad in (["no_such_field=1"], ["joint_steps"], ["joint_steps=many"]):
+        with pytest.raises(SystemExit, match="--fit"):
+            fidelity.parse_fit(bad)
