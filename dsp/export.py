@@ -158,7 +158,7 @@ def _resampler(block) -> dict | None:
             "engine": "causal polyphase; latency (len(taps)-1)/factor base-rate samples per block"}
 
 
-def _current_ranges(block) -> dict:
+def _checked_knob_map(block) -> dict:
     """The block's knob map, checked against the topology's controls.
 
     ``FittedBlock.render`` squashes raw controls with the ranges the map carries (those
@@ -168,10 +168,7 @@ def _current_ranges(block) -> dict:
     from dsp.topologies import TOPOLOGIES
 
     km = block.knob_map
-    current = [c.to_dict() for c in TOPOLOGIES[block.topology].CONTROLS]
-    if [c["name"] for c in km["controls"]] != [c["name"] for c in current]:
-        raise ValueError(f"this {block.topology} twin was fitted with other controls "
-                         f"({[c['name'] for c in km['controls']]}); fit it again to export it")
+    TOPOLOGIES[block.topology].check_fitted_controls(km["controls"], "fit it again to export it")
     return km
 
 
@@ -179,7 +176,7 @@ def _block_entry(name: str, block) -> dict:
     from dsp.controls import evaluate_dict
     from dsp.twin import topology_controls
 
-    km = _current_ranges(block)
+    km = _checked_knob_map(block)
     ref = {k["name"]: k["reference"] for k in km["knobs"]}
     return {
         "name": name,

@@ -371,13 +371,20 @@ class Topology(nn.Module):
     #: instance is given a fitted twin's own (:meth:`use_control_ranges`)
     control_specs: tuple[ControlSpec, ...] | None = None
 
+    @classmethod
+    def check_fitted_controls(cls, controls: list[dict], fix: str = "fit it again") -> None:
+        """Raise ValueError unless a knob map's ``controls`` name the class's controls,
+        in its order (a twin fitted before a control was renamed or added); ``fix`` ends
+        the message."""
+        if [c["name"] for c in controls] != cls.control_names():
+            raise ValueError(f"this {cls.NAME} twin was fitted with other controls "
+                             f"({[c['name'] for c in controls]}); {fix}")
+
     def use_control_ranges(self, controls: list[dict]) -> None:
         """Squash raw controls with these ranges (a knob map's ``controls``: the ranges
         its twin was fitted with) instead of the class's, so a twin renders as it was
         fitted after a control's range changed. Names and order must be the class's."""
-        if [c["name"] for c in controls] != self.control_names():
-            raise ValueError(f"this {self.NAME} twin was fitted with other controls "
-                             f"({[c['name'] for c in controls]}); fit it again")
+        self.check_fitted_controls(controls)
         self.control_specs = tuple(
             replace(spec, minimum=float(c["minimum"]), maximum=float(c["maximum"]), scale=str(c["scale"]))
             for spec, c in zip(self.CONTROLS, controls))
