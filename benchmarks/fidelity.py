@@ -182,7 +182,15 @@ def train_child(args) -> int:
                                                 **parse_fit(args.fit)))
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
+    # the fit's helper processes (dsp.parallel), ended and waited for by now: the
+    # largest one's peak and all their CPU time
+    ruc = resource.getrusage(resource.RUSAGE_CHILDREN)
+    from dsp.parallel import default_processes
+
+    cfg_proc = dict(parse_fit(args.fit)).get("processes") or default_processes()
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
+           "helper_peak_rss_mb": _mb(ruc.ru_maxrss) if cfg_proc > 1 else 0.0,
+           "helper_cpu_seconds": ruc.ru_utime + ruc.ru_stime, "processes": cfg_proc,
            "status": fitted.status, "report": fitted.report(), "meta": meta,
            "torch_threads": torch.get_num_threads()}
     Path(args.out).write_text(json.dumps(out, indent=1, default=float))
@@ -255,7 +263,11 @@ def train(project, block_id: str, minutes: float | None, seed: int, every: float
             raise SystemExit(f"fidelity: training {block_id} failed (exit {proc.returncode}); see its output above.")
         res = json.loads(out.read_text())
     res["child_wall_seconds"] = wall
-    res["child_peak_rss_mb"] = _mb(ru.ru_maxrss)  # the child's own (wait4), the figure printed
+    # the child's own peak (wait4: the largest of it and its waited-for helpers), plus its
+    # helpers' when the fit ran on several processes: they run side by side, so the
+    # figure printed is the sum of the two peaks (at most (processes - 1) x the helper's)
+    res["child_peak_rss_mb"] = (res["peak_rss_mb"] + (res.get("processes", 1) - 1) * res.get("helper_peak_rss_mb", 0.0)
+                                if res.get("helper_peak_rss_mb") else _mb(ru.ru_maxrss))
     return res
 
 
@@ -436,7 +448,8 @@ def run_block(key: str, args) -> dict:
         "captures": {k: cap[k] for k in ("planned", "ready", "problems", "seconds")},
         "train_captures": n_train, "trainer_holdout_captures": n_hold,
         "fit_seconds": tr["fit_seconds"], "fit_status": tr["status"],
-        "peak_rss_mb": tr["child_peak_rss_mb"], "fit_cpu_seconds": tr["cpu_seconds"],
+        "peak_rss_mb": tr["child_peak_rss_mb"], "fit_cpu_seconds": tr["cpu_seconds"] + tr.get("helper_cpu_seconds", 0.0),
+        "fit_processes": tr.get("processes", 1),
         "minutes_per_capture": fit_min / max(n_train, 1),
         "trainer_report": {"train": rep.get("train"), "holdout": rep.get("holdout")},
         "twin": twin, "baseline": base, "twin_beats_baseline": wins, "settings": sc["settings"],
@@ -479,8 +492,9 @@ def print_block(r: dict) -> None:
               f"{_fmt((trep.get('holdout') or {}).get('median'))} worst {_fmt((trep.get('holdout') or {}).get('worst'))}")
     print(f"  fit wall time          : {r['fit_seconds']:.1f} s ({r['fit_status']}; budget "
           f"{'none' if r['minutes_budget'] is None else str(r['minutes_budget']) + ' min'}), "
-          f"CPU {r['fit_cpu_seconds']:.1f} s")
-    print(f"  peak RSS (training)    : {r['peak_rss_mb']:.0f} MB")
+          f"CPU {r['fit_cpu_seconds']:.1f} s on {r.get('fit_processes', 1)} process(es)")
+    print(f"  peak RSS (training)    : {r['peak_rss_mb']:.0f} MB"
+          + (" (the processes' peaks summed)" if r.get("fit_processes", 1) > 1 else ""))
     print(f"  fit minutes per capture: {r['minutes_per_capture']:.3f} ({r['train_captures']} training captures of "
           f"{r['signal_seconds']:g} s; {r['trainer_holdout_captures']} chaos presets held out by the trainer)")
 

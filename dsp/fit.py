@@ -49,6 +49,7 @@ import contextlib
 import hashlib
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -56,6 +57,7 @@ import numpy as np
 import torch
 
 from dsp import losses
+from dsp.parallel import RowPool, default_processes
 from dsp.controls import KnobControlMap, KnobDef
 from dsp.structure import check_structure
 from dsp.topologies import OUTPUT_LP_CONTROLS, Topology, make_topology
@@ -119,6 +121,12 @@ class FitConfig:
     # and the end of the joint fit
     output_fir_every: int = 100
     checkpoint_interval_s: float = 30.0
+    # processes the Adam steps, validations and report windows split their rows over
+    # (:class:`dsp.parallel.RowPool`, one torch thread each); 0: ``UNIT_FIT_PROCESSES``
+    # or two where two cores are usable (:func:`dsp.parallel.default_processes`). The
+    # result is the same up to float rounding, so it is not part of the checkpoint's
+    # fingerprint: a fit resumes on a machine with another core count
+    processes: int = 0
     n_knots: int = 5
     hidden: int = 16
 
@@ -280,6 +288,22 @@ def excess_delay(x: np.ndarray, y: np.ndarray, sample_rate: float, max_lag: int,
 # --------------------------------------------------------------------------------------
 
 
+def loss_rows(y_hat, y, warm: int, power=None, stft_weight: float = 0.0) -> torch.Tensor:
+    """Per-row training loss after the ``warm`` samples of warm-up: ESR plus
+    pre-emphasised ESR (+ ``stft_weight`` * MR-STFT), each with an energy floor from the
+    row's item ``power`` (mean square; None: no floor), so a quiet stretch of a loud
+    capture does not dominate."""
+    a, b = y_hat[..., warm:], y[..., warm:]
+    floor = 0.0 if power is None else 0.05 * b.shape[-1] * power
+    den = b.pow(2).sum(-1) + floor + 1e-9
+    pa, pb = losses.pre_emphasis(a), losses.pre_emphasis(b)
+    denp = pb.pow(2).sum(-1) + (0.0 if power is None else 0.05 * floor) + 1e-9
+    loss = (b - a).pow(2).sum(-1) / den + (pb - pa).pow(2).sum(-1) / denp
+    if stft_weight > 0:
+        loss = loss + stft_weight * losses.mr_stft(a, b)
+    return loss
+
+
 class Cancelled(Exception):
     """Raised inside a stage when ``should_stop`` says so (caught by :meth:`Fitter.run`)."""
 
@@ -304,6 +328,8 @@ class Fitter:
         if len(srs) != 1:
             raise ValueError(f"all items must share one sample rate, got {sorted(srs)}")
         self.cfg = config or FitConfig()
+        if int(self.cfg.processes) < 0:
+            raise ValueError(f"processes must be 0 (automatic) or a count of 1 or more, got {self.cfg.processes}")
         self.sr = srs.pop()
         self.topology_name = topology
         self.variants = self._set_variants()  # a misspelt option stops here, before any work
@@ -346,7 +372,12 @@ class Fitter:
         self.x: list[np.ndarray] = []
         self.y: list[np.ndarray] = []
         self._prepared = False
+        self._pool = None  # the run's RowPool when it computes on several processes
         self._begin_run()  # no callbacks, budget or checkpoint until run() sets them
+
+    #: FitConfig fields that change how fast a fit runs, not what it computes (beyond
+    #: float rounding): left out of the checkpoint's fingerprint
+    RUNTIME_FIELDS = ("processes",)
 
     # -- bookkeeping -----------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -358,7 +389,7 @@ class Fitter:
             h.update(np.ascontiguousarray(it["input"][:4096], np.float32).tobytes())
             h.update(np.ascontiguousarray(it["target"][:4096], np.float32).tobytes())
             h.update(str(len(it["target"])).encode())
-        h.update(repr(sorted(asdict(self.cfg).items())).encode())
+        h.update(repr(sorted((k, v) for k, v in asdict(self.cfg).items() if k not in self.RUNTIME_FIELDS)).encode())
         h.update(str(self.seed).encode())
         return h.hexdigest()[:16]
 
@@ -532,16 +563,23 @@ class Fitter:
         return [(x[s0: s0 + length], self._target(i, s0, length)) for s0 in self._excerpt_starts(i, length)]
 
     def _loss_rows(self, y_hat, y, warm, power=None) -> torch.Tensor:
-        """Per-row training loss after the warm-up, with an energy floor per item."""
-        a, b = y_hat[..., warm:], y[..., warm:]
-        floor = 0.0 if power is None else 0.05 * b.shape[-1] * power
-        den = b.pow(2).sum(-1) + floor + 1e-9
-        pa, pb = losses.pre_emphasis(a), losses.pre_emphasis(b)
-        denp = pb.pow(2).sum(-1) + (0.0 if power is None else 0.05 * floor) + 1e-9
-        loss = (b - a).pow(2).sum(-1) / den + (pb - pa).pow(2).sum(-1) / denp
-        if self.cfg.stft_weight > 0:
-            loss = loss + self.cfg.stft_weight * losses.mr_stft(a, b)
-        return loss
+        return loss_rows(y_hat, y, warm, power, self.cfg.stft_weight)
+
+    def _rows_loss(self, X, raw, Y, P, warm) -> torch.Tensor:
+        """Per-row training losses of ``self.topo(X, raw)`` (:func:`loss_rows`), the rows
+        split over the run's processes when it has several (:class:`dsp.parallel.RowPool`);
+        differentiable as the serial render is."""
+        if self._pool is None:
+            return self._loss_rows(self.topo(X, raw), Y, warm, P)
+        return self._pool.loss_rows(self.topo, X, raw, Y, P, warm, self.cfg.stft_weight)
+
+    def _render(self, X, raw, exact: bool = False) -> torch.Tensor:
+        """``self.topo(X, raw, exact=exact)`` without gradients, the rows split over the
+        run's processes when it has several."""
+        if self._pool is None:
+            with torch.no_grad():
+                return self.topo(X, raw, exact=exact)
+        return self._pool.render(self.topo, X, raw, exact)
 
     def _raw_for_items(self, idx, item_raw=None, shared=None):
         r = (self.item_raw if item_raw is None else item_raw)[idx]
@@ -555,6 +593,8 @@ class Fitter:
         self._begin_run(on_event, should_stop, time_budget_s, checkpoint_path)
         torch.manual_seed(self.seed)
         self._prepare()
+        n_proc = self.cfg.processes or default_processes()
+        self._pool = RowPool(self.topology_name, self.sr, self.cfg.oversample, n_proc) if n_proc > 1 else None
         try:
             while self.stage < len(STAGES):
                 getattr(self, f"_stage_{STAGES[self.stage]}")()
@@ -566,6 +606,13 @@ class Fitter:
             self.cancelled = True
             self._tick(force_ckpt=True)
             return False
+        finally:
+            if self._pool is not None:
+                for f in self._pool.failures:
+                    print(f"note: a helper process failed; its rows were computed in this one ({f.splitlines()[-1]})",
+                          file=sys.stderr, flush=True)
+                self._pool.close()
+                self._pool = None
         return True
 
     def _begin_run(self, on_event=None, should_stop=None, time_budget_s=None, checkpoint_path=None) -> None:
@@ -748,8 +795,7 @@ class Fitter:
         raw controls of items ``idx``."""
         rows, X, Y, P = self._val_set()
         warm = int(self.cfg.warmup_s * self.sr)
-        yh = self.topo(X, raw_fn(rows))
-        return float(self._loss_rows(yh, Y, warm, P).mean())
+        return float(self._rows_loss(X, raw_fn(rows), Y, P, warm).mean())
 
     def _after_step(self, total):
         pass
@@ -1063,7 +1109,7 @@ class Fitter:
             yh = []
             for a in range(0, len(rows), 16):
                 X = torch.from_numpy(np.stack(xs[a:a + 16]))
-                yh.append(topo(X, raw_fn(rows[a:a + 16])).double().numpy())
+                yh.append(self._render(X, raw_fn(rows[a:a + 16])).double().numpy())
         finally:
             flag.fill_(saved)
         Yh = np.concatenate(yh)[:, warm:]
@@ -1389,8 +1435,8 @@ class Fitter:
                 for _ in range(passes):
                     cand = best.expand(len(pts), -1).clone()
                     cand[:, cc] = pts
-                    yh = topo(X.repeat(len(pts), 1), cand.repeat_interleave(E, 0))
-                    score = self._loss_rows(yh, Y.repeat(len(pts), 1), warm, P).view(len(pts), E).mean(-1)
+                    score = self._rows_loss(X.repeat(len(pts), 1), cand.repeat_interleave(E, 0),
+                                            Y.repeat(len(pts), 1), P, warm).view(len(pts), E).mean(-1)
                     j = int(torch.argmin(score))
                     best = cand[j].clone()
                     best_loss = float(score[j])
@@ -1528,7 +1574,7 @@ class Fitter:
             cand[len(bases):, search] = torch.log(u) - torch.log1p(-u)
         with torch.no_grad():
             raw = cand.repeat_interleave(E, 0)
-            yh = topo(X.repeat(K, 1), raw)
+            yh = self._render(X.repeat(K, 1), raw)
             Yr = Y.repeat(K, 1)
             if gain_i is not None:
                 a, b = yh[:, warm:], Yr[:, warm:]
@@ -1555,13 +1601,12 @@ class Fitter:
         M = start.shape[0]
         for _ in range(c.refine_steps):
             opt.zero_grad()
-            yh = topo(X.repeat(M, 1), start.repeat_interleave(E, 0))
-            l = self._loss_rows(yh, Y.repeat(M, 1), warm, P).view(M, E).mean(-1)
-            l.sum().backward()
+            l = self._rows_loss(X.repeat(M, 1), start.repeat_interleave(E, 0), Y.repeat(M, 1), P, warm)
+            l.view(M, E).mean(-1).sum().backward()
             opt.step()
         with torch.no_grad():
-            yh = topo(X.repeat(M, 1), start.repeat_interleave(E, 0))
-            l = self._loss_rows(yh, Y.repeat(M, 1), warm, P).view(M, E).mean(-1)
+            l = self._rows_loss(X.repeat(M, 1), start.repeat_interleave(E, 0), Y.repeat(M, 1), P, warm)
+            l = l.view(M, E).mean(-1)
         k = int(torch.argmin(l))
         return start[k].detach(), float(l[k])
 
@@ -1585,7 +1630,7 @@ class Fitter:
 
         def score(r):
             with torch.no_grad():
-                return float(self._loss_rows(topo(X, r.detach().expand(E, -1)), Y, warm, P).mean())
+                return float(self._rows_loss(X, r.detach().expand(E, -1), Y, P, warm).mean())
 
         if start is None:
             start = self._linear_init(i)
@@ -1595,7 +1640,7 @@ class Fitter:
                 gi = names.index(topo.OUTPUT_GAIN)
                 gspec = topo.CONTROLS[gi]
                 with torch.no_grad():
-                    a, b = topo(X, start.expand(E, -1))[:, warm:], Y[:, warm:]
+                    a, b = self._render(X, start.expand(E, -1))[:, warm:], Y[:, warm:]
                     g = float((a * b).sum() / (a.pow(2).sum() + 1e-12))
                 if g < 0:
                     self.polarity = -self.polarity
@@ -1618,7 +1663,7 @@ class Fitter:
         for s in range(1, steps + 1):
             self._note(f"{what}: descent step {s} of {steps}")  # and a cancel is honoured
             Xs, Ys = self._segments([i] * rows, seg)
-            loss = self._loss_rows(topo(Xs, raw.expand(rows, -1)), Ys, warm, Pr).mean()
+            loss = self._rows_loss(Xs, raw.expand(rows, -1), Ys, Pr, warm).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -1651,9 +1696,8 @@ class Fitter:
             idx = self._draw_items(tr)
             X, Y = self._segments(idx, seg)
             raw = self.map.additive(self._knob_tensor(idx)) + delta[idx] * dmask[idx]
-            yh = self.topo(X, raw)
             P = torch.tensor([self.power[i] for i in idx])
-            l = self._loss_rows(yh, Y, warm, P)
+            l = self._rows_loss(X, raw, Y, P, warm)
             reg = c.delta_l2 * (delta[idx] * dmask[idx]).pow(2).sum(-1).mean()
             per = {self.items[i]["name"]: float(v) / 2 for i, v in zip(idx, l.detach())}
             return l.mean() + reg + self.map.regularizer(), per
@@ -1706,7 +1750,7 @@ class Fitter:
             ex = self._excerpts(i, L)
             X = torch.from_numpy(np.stack([e[0] for e in ex]))
             Y = torch.from_numpy(np.stack([e[1] for e in ex])).to(torch.float64)
-            yh = self.topo(X, self.item_raw[i].expand(len(ex), -1)).to(torch.float64)
+            yh = self._render(X, self.item_raw[i].expand(len(ex), -1)).to(torch.float64)
             a, b = yh[:, warm:], Y[:, warm:]
             g = float((a * b).sum() / ((a * a).sum() + 1e-12))
             out[i] = 20 * math.log10(max(abs(g), 1e-6))
@@ -1802,9 +1846,8 @@ class Fitter:
             idx = self._draw_items(tr)
             X, Y = self._segments(idx, seg)
             raw = self.map(self._knob_tensor(idx))
-            yh = self.topo(X, raw)
             P = torch.tensor([self.power[i] for i in idx])
-            l = self._loss_rows(yh, Y, warm, P)
+            l = self._rows_loss(X, raw, Y, P, warm)
             per = {self.items[i]["name"]: float(v) / 2 for i, v in zip(idx, l.detach())}
             return l.mean() + self.map.regularizer(), per
 
@@ -1931,7 +1974,7 @@ class Fitter:
         starts = np.linspace(warm, n - w, k).astype(int)
         X = np.stack([self.x[i][s - warm: s + w] for s in starts])
         Y = np.stack([self._target(i, s - warm, w + warm) for s in starts])
-        yh = self.topo(torch.from_numpy(X), raw.expand(k, -1), exact=True).numpy()
+        yh = self._render(torch.from_numpy(X), raw.expand(k, -1), exact=True).numpy()
         err = np.sum((yh[:, warm:] - Y[:, warm:].astype(np.float64)) ** 2)
         return float(err / (np.sum(Y[:, warm:].astype(np.float64) ** 2) + losses.EPS)), self._report_guitar_esr(i, raw)
 

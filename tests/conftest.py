@@ -24,6 +24,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The suite runs two pytest workers (-n auto) on two cores already: a fit here computes
+# on one process unless its test asks for more (FitConfig.processes; dsp.parallel)
+os.environ.setdefault("UNIT_FIT_PROCESSES", "1")
 
 
 def pytest_configure(config):  # noqa: D103

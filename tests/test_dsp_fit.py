@@ -1704,3 +1704,129 @@ def test_a_small_plans_steps_fill_their_rows_with_more_segments_of_each_capture(
     f._prepare()
     X, _ = f._segments(f._draw_items([0]), int(0.05 * SR))
     assert X.shape[0] == 16 and len({tuple(r[:50].tolist()) for r in X}) > 8
+
+
+# -- rows on several processes (dsp.parallel) ----------------------------------------------
+
+def _amp_rows(n=6, T=6000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    topo = make_topology("amp", SR, 2)
+    with torch.no_grad():
+        for k in ("drive_section", "allpass", "output_lp"):
+            topo.shared[k].fill_(1.0)
+    C = topo.default_raw().shape[-1]
+    raw = topo.default_raw().expand(n, -1) + 0.3 * torch.randn(n, C, generator=g)
+    X = 0.3 * torch.randn(n, T, generator=g)
+    Y = 0.1 * torch.randn(n, T, generator=g)
+    P = torch.rand(n, generator=g) * 0.01
+    return topo, raw, X, Y, P
+
+
+def _grads(topo, raw0, fn):
+    topo.zero_grad(set_to_none=True)
+    raw = raw0.clone().requires_grad_(True)
+    l = fn(raw)
+    (l.mean() + 0.5 * l[0].detach()).backward()  # a constant term: no gradient of its own
+    return l.detach(), raw.grad.clone(), {n: p.grad.clone() for n, p in topo.named_parameters()
+                                         if p.requires_grad and p.grad is not None}
+
+
+def test_rows_split_over_processes_give_the_serial_losses_and_gradients():
+    from dsp.fit import loss_rows
+    from dsp.parallel import RowPool
+
+    topo, raw, X, Y, P = _amp_rows()
+    warm = 200
+    l1, g1, p1 = _grads(topo, raw, lambda r: loss_rows(topo(X, r), Y, warm, P))
+    with torch.no_grad():
+        y1 = topo(X, raw, exact=True)
+    with RowPool("amp", SR, 2, processes=3) as pool:  # this process and two helpers: 3 chunks of 2
+        assert pool.processes == 3
+        l2, g2, p2 = _grads(topo, raw, lambda r: pool.loss_rows(topo, X, r, Y, P, warm))
+        with torch.no_grad():
+            y2 = pool.render(topo, X, raw, exact=True)
+            l3 = pool.loss_rows(topo, X, raw, Y, P, warm)  # scoring: no gradient wanted
+        assert pool.failures == []
+    assert p1 and set(p1) <= set(p2)  # the shared parameters get their gradients
+    assert all(float(p2[n].abs().max()) == 0 for n in set(p2) - set(p1))  # sections off: none
+    torch.testing.assert_close(l2, l1, rtol=1e-6, atol=0)
+    torch.testing.assert_close(l3, l1, rtol=1e-6, atol=0)
+    torch.testing.assert_close(g2, g1, rtol=1e-5, atol=1e-7 * float(g1.abs().max()))
+    for n in p1:
+        torch.testing.assert_close(p2[n], p1[n], rtol=1e-4, atol=1e-6 * float(p1[n].abs().max()) + 1e-12)
+    torch.testing.assert_close(y2, y1, rtol=1e-6, atol=1e-9)
+
+
+def test_rows_on_several_processes_refuse_a_loss_that_weighs_rows_of_one_chunk_unequally():
+    """A helper returns its chunk's summed parameter gradient: exact for a mean or a sum
+    of the rows, so any other weighting is refused rather than silently wrong."""
+    from dsp.parallel import RowPool
+
+    topo, raw, X, Y, P = _amp_rows(n=4, T=3000)
+    with RowPool("amp", SR, 2, processes=2) as pool:
+        l = pool.loss_rows(topo, X, raw.clone().requires_grad_(True), Y, P, 100)
+        with pytest.raises(RuntimeError, match="one weight per chunk"):
+            (l * torch.arange(1.0, 5.0)).sum().backward()
+
+
+def test_a_helper_that_dies_has_its_rows_computed_here():
+    from dsp.fit import loss_rows
+    from dsp.parallel import RowPool
+
+    topo, raw, X, Y, P = _amp_rows(n=4, T=3000)
+    want = loss_rows(topo(X, raw), Y, 100, P).detach()
+    with RowPool("amp", SR, 2, processes=2) as pool:
+        pool.helpers[0].proc.kill()
+        pool.helpers[0].proc.wait()
+        got = pool.loss_rows(topo, X, raw.clone().requires_grad_(True), Y, P, 100)
+        got.mean().backward()
+        assert pool.processes == 1 and len(pool.failures) == 1  # dropped, and said so
+    torch.testing.assert_close(got.detach(), want, rtol=1e-6, atol=0)
+
+
+def test_a_helper_ignores_ctrl_c_and_ends_when_its_caller_closes_its_pipe():
+    import signal
+
+    from dsp.parallel import RowPool
+
+    topo, raw, X, Y, P = _amp_rows(n=2, T=2000)
+    with RowPool("amp", SR, 2, processes=2) as pool:
+        h = pool.helpers[0]
+        pool.render(topo, X, raw)  # it is up and answering
+        h.proc.send_signal(signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
+        with torch.no_grad():
+            torch.testing.assert_close(pool.render(topo, X, raw), topo(X, raw))
+        assert pool.failures == [] and h.proc.poll() is None
+        h.proc.stdin.close()  # the caller gone: its end of the pipe closes
+        assert h.proc.wait(timeout=10) == 0
+        pool.helpers = []
+
+
+def test_a_fit_on_two_processes_reports_what_one_process_does(tiny_items):
+    import dataclasses
+
+    one = fit_block("drive", KNOBS, tiny_items, seed=3, config=dataclasses.replace(TINY, processes=1))
+    two = fit_block("drive", KNOBS, tiny_items, seed=3, config=dataclasses.replace(TINY, processes=2))
+    e1 = {r["name"]: r["esr"] for r in one.report()["items"]}
+    e2 = {r["name"]: r["esr"] for r in two.report()["items"]}
+    assert e1.keys() == e2.keys()
+    for k in e1:  # the same fit up to float rounding (different chunks, same math)
+        assert e2[k] == pytest.approx(e1[k], rel=1e-3), (k, e1[k], e2[k])
+
+
+def test_the_process_count_is_not_part_of_a_checkpoints_fingerprint(tiny_items, tmp_path):
+    """A fit checkpointed on one process resumes on two (another machine, the same fit)."""
+    import dataclasses
+
+    ckpt = tmp_path / "fit.ckpt"
+    seen: list[Progress] = []
+    fit_block("drive", KNOBS, tiny_items, seed=3, config=dataclasses.replace(TINY, processes=1),
+              on_progress=seen.append, checkpoint_path=ckpt,
+              should_stop=lambda: any(e.stage == "per_capture" and e.step >= 5 for e in seen))
+    after: list[Progress] = []
+    done = fit_block("drive", KNOBS, tiny_items, seed=3, config=dataclasses.replace(TINY, processes=2),
+                     on_progress=after.append, checkpoint_path=ckpt, resume=True)
+    assert (after[0].stage, after[0].step) == ("per_capture", 6)
+    assert done.report()["status"] == "complete"
+    with pytest.raises(ValueError, match="processes"):
+        fit_block("drive", KNOBS, tiny_items, config=dataclasses.replace(TINY, processes=-1))
