@@ -54,6 +54,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.fft
 import torch
 
 from dsp import losses
@@ -156,9 +157,14 @@ def measure_latency(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[float, 
     return k + frac, float(np.sign(r[k]) or 1.0)
 
 
-def shift_signal(y: np.ndarray, delay: float) -> np.ndarray:
+def shift_signal(y: np.ndarray, delay: float, pad: bool = True) -> np.ndarray:
     """``y`` advanced by ``delay`` samples (``out[t] = y[t + delay]``), same length,
-    zero-filled at the end; fractional part by an FFT phase ramp."""
+    zero-filled at the end; fractional part by an FFT phase ramp.
+
+    ``pad=False``: the phase ramp runs over the signal's own length (the next fast FFT
+    size) instead of twice it, so its two ends ring into each other: for a window read
+    with a margin on each side that is then cut off (:meth:`Fitter._target`), at a
+    third of the cost (0.6 ms against 2.0 ms for a 0.6 s window)."""
     d_int = int(math.floor(delay))
     frac = delay - d_int
     out = np.zeros_like(y, dtype=np.float64)
@@ -166,7 +172,11 @@ def shift_signal(y: np.ndarray, delay: float) -> np.ndarray:
         out[: len(y) - d_int] = y[d_int:]
     else:
         out[:] = y
-    if frac > 1e-6:
+    if frac > 1e-6 and not pad:
+        n = scipy.fft.next_fast_len(len(y), real=True)
+        w = 2 * np.pi * np.fft.rfftfreq(n)
+        out = scipy.fft.irfft(scipy.fft.rfft(out, n) * np.exp(1j * w * frac), n)[: len(y)]
+    elif frac > 1e-6:
         n = 1 << int(2 * len(y)).bit_length()
         Y = np.fft.rfft(out, n)
         w = 2 * np.pi * np.fft.rfftfreq(n)
@@ -513,12 +523,19 @@ class Fitter:
         self.y = self._y_raw
         self._shift = [int(math.floor(d + 1e-9)) for d in self.latencies]
         self._frac = [d - k if d - k > 1e-6 else 0.0 for d, k in zip(self.latencies, self._shift)]
+        # each item's mean square over its aligned span, read at the whole-sample offset:
+        # a fractional delay is an all-pass and leaves the energy as it is, and reading
+        # through it (an FFT per window, _target) took 14 of the 25 s this took on
+        # Guitarix's MetalHead (40 x 32 s at a latency of 2.2 samples)
         self.power = []
         for i in range(len(self.items)):
             n = len(self.x[i])
+            y, d = self.y[i], self._shift[i]
             acc = 0.0
             for s in range(0, n, 1 << 20):  # chunked: no float64 copy of a long capture
-                acc += float(np.sum(self._target(i, s, min(1 << 20, n - s)).astype(np.float64) ** 2))
+                lo, hi = max(s + d, 0), min(s + d + min(1 << 20, n - s), len(y))
+                if hi > lo:
+                    acc += float(np.sum(y[lo:hi].astype(np.float64) ** 2))
             self.power.append(acc / max(1, n) + 1e-12)
 
     #: samples read on each side of a window for a fractional latency (FFT phase ramp)
@@ -539,7 +556,7 @@ class Fitter:
         if hi > lo:
             out[lo - a:hi - a] = y[lo:hi]
         if frac:
-            out = shift_signal(out.astype(np.float64), frac)[m:m + length].astype(np.float32)
+            out = shift_signal(out.astype(np.float64), frac, pad=False)[m:m + length].astype(np.float32)
         return out if self.polarity > 0 else -out
 
     def _segments(self, idx: list[int], seg: int) -> tuple[torch.Tensor, torch.Tensor]:
