@@ -1830,3 +1830,49 @@ def test_the_process_count_is_not_part_of_a_checkpoints_fingerprint(tiny_items, 
     assert done.report()["status"] == "complete"
     with pytest.raises(ValueError, match="processes"):
         fit_block("drive", KNOBS, tiny_items, config=dataclasses.replace(TINY, processes=-1))
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_guitar_windows_of_a_long_item_are_rendered_in_one_batch_as_one_by_one(data, processes):
+    """The report renders a long item's guitar windows as one zero-padded batch (split
+    over the processes): the same error and energy as rendering each window on its own,
+    from its own warm-up start to its end."""
+    from dsp.fit import Fitter
+    from dsp.parallel import RowPool
+
+    x, items = data
+    s = lambda t: int(t * SR)  # noqa: E731
+    spans = ((s(0.10), s(0.50)), (s(0.60), s(0.99)))  # three 0.1 s windows: the first with a short
+    # warm-up (the capture's start), the second cut at its span's end: three widths
+    it = dict(name="cap", knobs={}, input=x, target=items[0].target, sample_rate=SR, latency_samples=3.4,
+              holdout=False, guitar_spans=spans)
+    from dataclasses import replace
+    f = Fitter("drive", [], [it], seed=0, config=replace(TINY, report_max_s=0.3, report_window_s=0.1))
+    f._prepare()
+    raw = f.topo.default_raw()[None]
+    if processes > 1:
+        f._pool = RowPool("drive", SR, f.cfg.oversample, processes)
+    try:
+        got = f._report_guitar_esr(0, raw)
+    finally:
+        if f._pool is not None:
+            f._pool.close()
+            f._pool = None
+    # the windows as the report picks them, rendered one by one
+    w, warm = s(0.1), s(0.25)
+    ends = np.cumsum([b - a for a, b in spans])
+    err = energy = 0.0
+    widths = set()
+    for u in np.linspace(0, ends[-1] - w, 3).astype(int):
+        j = int(np.searchsorted(ends, u, side="right"))
+        a = spans[j][0] + int(u - (ends[j - 1] if j else 0))
+        b = min(a + w, spans[j][1])
+        s0 = max(0, a - warm)
+        widths.add(b - s0)
+        with torch.no_grad():
+            yh = f.topo(torch.from_numpy(x[s0:b])[None], raw, exact=True)[0].numpy()[a - s0:]
+        y = f._target(0, a, b - a).astype(np.float64)
+        err += float(np.sum((yh - y) ** 2))
+        energy += float(np.sum(y ** 2))
+    assert len(widths) == 3  # the batch was padded
+    assert got == pytest.approx(err / (energy + losses.EPS), rel=1e-6)

@@ -62,8 +62,33 @@ def test_render_any_setting_and_never_overwrite(trained, tmp_path, capsys):
     assert "outside Drive's range 0-10" in capsys.readouterr().err
 
 
+def _helpers_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` running ``dsp.parallel`` (a fit's helpers)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"dsp.parallel" in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_ctrl_c_stops_after_a_checkpoint_and_train_resumes(trained):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # on two processes, as the product fits where two cores are usable: the helper is
+    # there while it trains and gone once Ctrl-C has stopped the fit
+    env = {**os.environ, "PYTHONPATH": str(REPO), "UNIT_FIT_PROCESSES": "2"}
     cmd = [sys.executable, "-m", "unit_tui.cli", "train", str(trained.root), "--fresh", "--every", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     lines = []
@@ -72,11 +97,14 @@ def test_ctrl_c_stops_after_a_checkpoint_and_train_resumes(trained):
         lines.append(line)
         if "per_capture" in line or "joint" in line or time.monotonic() > deadline:
             break
+    helpers = _helpers_of(proc.pid)
+    assert len(helpers) == 1, "".join(lines)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(lines) + out
     assert "stopped" in out
     assert checkpoint_path(trained, "01_Pedal").is_file()
+    assert not _alive(helpers[0])  # ended with the fit, not left running
     done = subprocess.run([*cmd[:-3], "--minutes", "0.3", "--every", "5"], capture_output=True, text=True,
                           env=env, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
