@@ -3,6 +3,9 @@ per capture, peak RSS, held-out ESR.
 
     python benchmarks/unit1_size.py [seconds=60] [hints=unit1|all]
 
+The fits run on two processes where two cores are usable, as the product's do
+(``UNIT_FIT_PROCESSES=1`` for one); the helper's peak RSS is printed and added.
+
 Plan (as unit_tui's UNIT 1 template): pedal (drive) 16 captures: single sweeps of Drive
 (5 values), Attack (6 positions), Bright (5 values), each with its own reference capture,
 plus 1 chaos preset; 3 extra random settings held out. Amp: 40 sweeps (8 knobs x 5
@@ -154,6 +157,12 @@ if __name__ == "__main__":
     cfg = FitConfig(per_capture_steps=600, joint_steps=250, segment_s=0.25)
     dt, n, _ = bench("amp", ak, amp_truth, train + tr_c, ho_c + extra, x, 420.0, cfg)
     total, n_total = total + dt, n_total + n
+    # the fits' helper processes (dsp.parallel; ended and waited for by now): the largest
+    # one's peak. It runs beside the fit, so the fit's memory is the sum of the two peaks
+    from dsp.parallel import default_processes
+    helper = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if default_processes() > 1 else 0.0
     print(f"UNIT-1-size rig: {n_total} training captures of {seconds:.0f} s fitted in {total/60:.1f} min "
-          f"({total/60/n_total:.3f} min per capture); peak RSS during the fits {max(FIT_PEAKS):.0f} MB "
-          f"(process peak, incl. rendering the synthetic targets: {max(PROCESS_PEAKS + [rss_mb()]):.0f} MB)", flush=True)
+          f"({total/60/n_total:.3f} min per capture) on {default_processes()} process(es); peak RSS during "
+          f"the fits {max(FIT_PEAKS):.0f} MB"
+          + (f" + the helper's {helper:.0f} MB = {max(FIT_PEAKS) + helper:.0f} MB" if helper else "")
+          + f" (process peak, incl. rendering the synthetic targets: {max(PROCESS_PEAKS + [rss_mb()]):.0f} MB)", flush=True)
