@@ -183,13 +183,14 @@ def train_child(args) -> int:
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     # the fit's helper processes (dsp.parallel), ended and waited for by now: the
-    # largest one's peak and all their CPU time
+    # largest one's own peak (read from its /proc status before it exited: wait4's
+    # figure for it would carry this process's size at the fork) and all their CPU time
     ruc = resource.getrusage(resource.RUSAGE_CHILDREN)
-    from dsp.parallel import default_processes
+    from dsp.parallel import closed_helpers_peak_rss_mb, default_processes
 
     cfg_proc = dict(parse_fit(args.fit)).get("processes") or default_processes()
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
-           "helper_peak_rss_mb": _mb(ruc.ru_maxrss) if cfg_proc > 1 else 0.0,
+           "helper_peak_rss_mb": closed_helpers_peak_rss_mb() if cfg_proc > 1 else 0.0,
            "helper_cpu_seconds": ruc.ru_utime + ruc.ru_stime, "processes": cfg_proc,
            "status": fitted.status, "report": fitted.report(), "meta": meta,
            "torch_threads": torch.get_num_threads()}

@@ -157,10 +157,11 @@ if __name__ == "__main__":
     cfg = FitConfig(per_capture_steps=600, joint_steps=250, segment_s=0.25)
     dt, n, _ = bench("amp", ak, amp_truth, train + tr_c, ho_c + extra, x, 420.0, cfg)
     total, n_total = total + dt, n_total + n
-    # the fits' helper processes (dsp.parallel; ended and waited for by now): the largest
-    # one's peak. It runs beside the fit, so the fit's memory is the sum of the two peaks
-    from dsp.parallel import default_processes
-    helper = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if default_processes() > 1 else 0.0
+    # the fits' helper processes (dsp.parallel; ended by now): the largest one's own peak
+    # (from its /proc status; RUSAGE_CHILDREN would carry this process's size at the
+    # fork). It runs beside the fit, so the fit's memory is the sum of the two peaks
+    from dsp.parallel import closed_helpers_peak_rss_mb, default_processes
+    helper = closed_helpers_peak_rss_mb()
     print(f"UNIT-1-size rig: {n_total} training captures of {seconds:.0f} s fitted in {total/60:.1f} min "
           f"({total/60/n_total:.3f} min per capture) on {default_processes()} process(es); peak RSS during "
           f"the fits {max(FIT_PEAKS):.0f} MB"

@@ -40,9 +40,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["RowPool", "usable_cores", "default_processes"]
+__all__ = ["RowPool", "usable_cores", "default_processes", "closed_helpers_peak_rss_mb"]
 
 _HEADER = struct.Struct("<Q")
+
+#: peak RSS (MB) of every helper closed in this process, read from its own
+#: ``/proc/PID/status`` (VmHWM) just before it is told to exit (Linux; elsewhere none)
+_CLOSED_PEAKS_MB: list[float] = []
+
+
+def closed_helpers_peak_rss_mb() -> float:
+    """The largest peak RSS (MB) of the helpers closed so far in this process (0 when
+    none, or where ``/proc`` is missing): what the benchmarks add to the fit's own peak.
+    ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` cannot give it: Linux carries the parent's
+    resident size at the fork over the helper's exec into that figure."""
+    return max(_CLOSED_PEAKS_MB, default=0.0)
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def usable_cores() -> int:
@@ -178,6 +201,10 @@ class _Helper:
         return rep
 
     def close(self) -> None:
+        if self.proc.poll() is None:
+            peak = _peak_rss_mb(self.proc.pid)
+            if peak is not None:
+                _CLOSED_PEAKS_MB.append(peak)
         try:
             if self.proc.poll() is None:
                 _send(self.proc.stdin, None)

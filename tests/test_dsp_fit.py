@@ -1876,3 +1876,18 @@ def test_the_guitar_windows_of_a_long_item_are_rendered_in_one_batch_as_one_by_o
         energy += float(np.sum(y ** 2))
     assert len(widths) == 3  # the batch was padded
     assert got == pytest.approx(err / (energy + losses.EPS), rel=1e-6)
+
+
+def test_a_helpers_peak_rss_is_its_own_not_its_callers():
+    """The benchmarks add the helper's peak RSS to the fit's: it must be the helper's
+    own (read from its /proc status), not getrusage's figure for a child, which carries
+    the caller's resident size at the fork."""
+    from dsp.parallel import RowPool, closed_helpers_peak_rss_mb
+
+    ballast = np.ones(800 * 2**20 // 8)  # 800 MB resident in this process at the fork
+    topo, raw, X, Y, P = _amp_rows(n=2, T=2000)
+    with RowPool("amp", SR, 2, processes=2) as pool:
+        pool.render(topo, X, raw)
+    peak = closed_helpers_peak_rss_mb()
+    assert 50 < peak < 700, peak  # torch and a topology: a few hundred MB
+    assert ballast[-1] == 1.0
