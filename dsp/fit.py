@@ -42,6 +42,11 @@ offset), so a UNIT-1-size plan costs its targets once (~1 GB for 90 x 60 s).
 
 Determinism: one ``torch.Generator`` (seeded) draws every random choice; its state,
 the optimiser state and the step are checkpointed, so resume continues bit-for-bit.
+
+Processes: with ``FitConfig.processes`` > 1 (the default where two cores are usable)
+the rows of each step, validation, search and report window are split between this
+process and helpers (:mod:`dsp.parallel`); every random choice is still drawn here, so
+the fit is the same up to float rounding, and bit-for-bit for a given process count.
 """
 from __future__ import annotations
 
