@@ -253,8 +253,13 @@ class RowPool:
     on). Use as a context manager or call :meth:`close`."""
 
     def __init__(self, topology: str, sample_rate: float, oversample: int, processes: int):
-        self.helpers = [_Helper(topology, sample_rate, oversample) for _ in range(max(0, int(processes) - 1))]
+        self.helpers: list[_Helper] = []
         self.failures: list[str] = []
+        for _ in range(max(0, int(processes) - 1)):
+            try:
+                self.helpers.append(_Helper(topology, sample_rate, oversample))
+            except OSError as e:  # no process to be had: this one computes every row
+                self.failures.append(f"{type(e).__name__}: {e}")
 
     @property
     def processes(self) -> int:
