@@ -173,13 +173,11 @@ def train_child(args) -> int:
 
     from dsp.fit import FitConfig
 
+    config = FitConfig(variants=parse_variants(args.variant), output_fir=not args.no_output_fir,
+                       output_fir_every=args.output_fir_every,
+                       **({"oversample": args.oversample} if args.oversample else {}), **parse_fit(args.fit))
     fitted, meta = train_block(project, args.block, minutes=args.minutes, seed=args.seed, fresh=True,
-                               on_progress=progress, should_stop=should_stop,
-                               config=FitConfig(variants=parse_variants(args.variant),
-                                                output_fir=not args.no_output_fir,
-                                                output_fir_every=args.output_fir_every,
-                                                **({"oversample": args.oversample} if args.oversample else {}),
-                                                **parse_fit(args.fit)))
+                               on_progress=progress, should_stop=should_stop, config=config)
     fit_s = time.monotonic() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     # the fit's helper processes (dsp.parallel), ended and waited for by now: the
@@ -188,7 +186,7 @@ def train_child(args) -> int:
     ruc = resource.getrusage(resource.RUSAGE_CHILDREN)
     from dsp.parallel import closed_helpers_peak_rss_mb, default_processes
 
-    cfg_proc = dict(parse_fit(args.fit)).get("processes") or default_processes()
+    cfg_proc = config.processes or default_processes()
     out = {"fit_seconds": fit_s, "peak_rss_mb": _mb(ru.ru_maxrss), "cpu_seconds": ru.ru_utime + ru.ru_stime,
            "helper_peak_rss_mb": closed_helpers_peak_rss_mb() if cfg_proc > 1 else 0.0,
            "helper_cpu_seconds": ruc.ru_utime + ruc.ru_stime, "processes": cfg_proc,

@@ -123,18 +123,15 @@ def _trainable(topo) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in topo.named_parameters() if p.requires_grad]
 
 
-def _chunk_loss_grad(topo, X, raw, Y, P, warm, stft_weight, names=None):
+def _chunk_loss_grad(topo, X, raw, Y, P, warm, stft_weight, names):
     """Losses of the rows and the gradients of their sum with respect to the rows'
-    controls and the parameters ``names`` (default: the trainable ones): (losses,
-    d/d raw, {name: d})."""
+    controls and the topology's parameters ``names`` (the caller's trainable ones):
+    (losses, d/d raw, {name: d})."""
     from dsp.fit import loss_rows
 
     raw = raw.detach().requires_grad_(True)
-    if names is None:
-        named = _trainable(topo)
-    else:
-        params = dict(topo.named_parameters())
-        named = [(n, params[n]) for n in names]
+    params = dict(topo.named_parameters())
+    named = [(n, params[n]) for n in names]
     with torch.enable_grad():
         l = loss_rows(topo(X, raw), Y, warm, P, stft_weight)
         grads = torch.autograd.grad(l.sum(), [raw] + [p for _, p in named], allow_unused=True)
@@ -187,14 +184,11 @@ class _Helper:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dsp.parallel", topology, repr(float(sample_rate)), str(int(oversample))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
-        self.pending = False
 
     def submit(self, req) -> None:
         _send(self.proc.stdin, req)
-        self.pending = True
 
     def result(self):
-        self.pending = False
         rep = _recv(self.proc.stdout)
         if not rep.get("ok"):
             raise RuntimeError(rep.get("error", "unknown error"))
@@ -337,10 +331,8 @@ class RowPool:
         n = X.shape[0]
         P = torch.zeros(n) if P is None else torch.as_tensor(P, dtype=Y.dtype).expand(n)
         chunks = self._chunks(n)
-        if not torch.is_grad_enabled():
-            parts = [loss_rows(y, Y[a:b], warm, P[a:b], stft_weight)
-                     for (a, b), y in zip(chunks, torch.split(self.render(topo, X, raw), [b - a for a, b in chunks]))]
-            return torch.cat(parts)
+        if not torch.is_grad_enabled():  # scoring: the rows' renders, then their losses here
+            return loss_rows(self.render(topo, X, raw), Y, warm, P, stft_weight)
         if len(chunks) < 2:
             return loss_rows(topo(X, raw), Y, warm, P, stft_weight)
         named = _trainable(topo)

@@ -262,3 +262,12 @@ def test_the_report_scores_the_guitar_phrases_of_the_unit_signal(tmp_path, capsy
     assert main(["report", str(trained.root)]) == 0
     assert "guitar" not in capsys.readouterr().out
     assert "guitar" not in accuracy_text(load_model(trained, "01_Pedal").report())
+
+
+def test_a_bad_process_count_in_the_environment_is_refused_before_training(trained, monkeypatch, capsys):
+    monkeypatch.setenv("UNIT_FIT_PROCESSES", "two")
+    before = model_path(trained, "01_Pedal").read_bytes()
+    assert main(["train", str(trained.root), "--minutes", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "UNIT_FIT_PROCESSES='two' is not a whole number" in err and "Traceback" not in err
+    assert model_path(trained, "01_Pedal").read_bytes() == before  # nothing trained or written

@@ -198,6 +198,12 @@ def cmd_train(args) -> int:
 
     project = Project.open(args.dir)
     blocks = [project.rig.block(args.block)] if args.block else list(project.rig.blocks)
+    from dsp.parallel import default_processes
+
+    try:  # a bad UNIT_FIT_PROCESSES is said before any work, not as a traceback mid-fit
+        default_processes()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     stop = {"flag": False}
 
     def on_sigint(signum, frame):  # first Ctrl-C: stop after a checkpoint; second: abort
